@@ -1,0 +1,53 @@
+//! Fuzz entry points, one per target in `fuzz/fuzz_targets/`.
+//!
+//! Each function takes arbitrary bytes and asserts the properties its parser promises. The fuzz
+//! targets call them, and so does `tests/fuzz_regressions.rs`, which replays every committed seed
+//! and crash reproducer on the stable toolchain in a plain `cargo test`.
+
+use crate::digest::Digest;
+use crate::hash::{Hasher, ResumableSha256, ResumableSha512};
+
+/// Digest parsing: never panics; whatever parses prints back to the same string.
+pub fn digest_parse(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(digest) = Digest::parse(text) {
+        assert_eq!(
+            digest.to_string(),
+            text,
+            "a parsed digest prints as its input"
+        );
+        assert_eq!(
+            Digest::from_bytes(digest.algorithm(), &digest.to_bytes()),
+            Ok(digest)
+        );
+    }
+}
+
+/// layerstore's own hash-state format: never panics; a decoded state re-encodes to the same
+/// bytes and can keep hashing.
+pub fn hash_state_own(data: &[u8]) {
+    if let Ok(state) = Hasher::decode(data) {
+        assert_eq!(state.encode(), data, "decode then encode is the identity");
+        let mut state = state;
+        state.update(b"more");
+        let _ = state.digest();
+    }
+}
+
+/// Go's `MarshalBinary` hash-state form (SHA-256 and SHA-512): never panics; a decoded state
+/// re-encodes to the same bytes.
+pub fn hash_state_go(data: &[u8]) {
+    if let Ok(state) = ResumableSha256::from_go_bytes(data) {
+        assert_eq!(state.to_go_bytes(), data);
+        let _ = state.digest();
+    }
+    if let Ok(state) = ResumableSha512::from_go_bytes(data) {
+        assert_eq!(state.to_go_bytes(), data);
+        let _ = state.digest();
+    }
+    if let Ok(state) = Hasher::from_go_bytes(data) {
+        assert_eq!(state.to_go_bytes(), data);
+    }
+}
