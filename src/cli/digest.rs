@@ -68,7 +68,7 @@ pub fn run(args: DigestArgs) -> ExitCode {
     }
 }
 
-fn digest_input(input: &PathBuf, algorithm: HashAlgorithm) -> io::Result<Digest> {
+fn digest_input(input: &std::path::Path, algorithm: HashAlgorithm) -> io::Result<Digest> {
     if input.as_os_str() == "-" {
         let mut hasher = Hasher::new(algorithm);
         filehash::hash_reader(&mut io::stdin().lock(), &mut hasher)?;
