@@ -10,6 +10,8 @@
 //! | [`hash`] | resumable SHA-256/512 states, own and Go encodings | pure |
 //! | [`filehash`] | hash files (mapped windows) and streams with flat memory | reads files |
 //! | [`http`] | OCI distribution API: `Range`/`Content-Range` parsing, `_state` tokens, error codes | pure (so far) |
+//! | [`names`] | validated repository names, tags, upload ids | pure |
+//! | [`storage`] | storage drivers (filesystem, in-memory), validated paths, distribution's layout | files |
 //! | [`fuzzing`] | entry points shared by the fuzz targets and the corpus replay test | pure |
 //!
 //! The binary (`src/main.rs`, `src/cli/`) is a thin clap front end over these modules.
@@ -23,6 +25,8 @@ pub mod filehash;
 pub mod fuzzing;
 pub mod hash;
 pub mod http;
+pub mod names;
+pub mod storage;
 
 pub use digest::{Digest, DigestError};
 pub use hash::{Hasher, ResumableSha256, ResumableSha512, StateError};
