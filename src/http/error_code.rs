@@ -41,6 +41,8 @@ pub enum ErrorCode {
     TooManyRequests,
     /// Pagination parameter invalid.
     PaginationNumberInvalid,
+    /// A manifest reference that is neither a digest nor a valid tag.
+    TagInvalid,
     /// Chunk out of order, or the upload's offset differs from the token's.
     RangeInvalid,
     /// Manifest larger than the registry accepts.
@@ -70,6 +72,7 @@ impl ErrorCode {
             ErrorCode::Unsupported => "UNSUPPORTED",
             ErrorCode::TooManyRequests => "TOOMANYREQUESTS",
             ErrorCode::PaginationNumberInvalid => "PAGINATION_NUMBER_INVALID",
+            ErrorCode::TagInvalid => "TAG_INVALID",
             ErrorCode::RangeInvalid => "RANGE_INVALID",
             ErrorCode::Unknown => "UNKNOWN",
             ErrorCode::Unavailable => "UNAVAILABLE",
@@ -89,7 +92,8 @@ impl ErrorCode {
             | ErrorCode::ManifestInvalid
             | ErrorCode::NameInvalid
             | ErrorCode::SizeInvalid
-            | ErrorCode::PaginationNumberInvalid => 400,
+            | ErrorCode::PaginationNumberInvalid
+            | ErrorCode::TagInvalid => 400,
             ErrorCode::Unauthorized => 401,
             ErrorCode::Denied => 403,
             ErrorCode::Unsupported => 405,
@@ -122,6 +126,7 @@ impl ErrorCode {
             ErrorCode::Unsupported => "the operation is unsupported",
             ErrorCode::TooManyRequests => "too many requests",
             ErrorCode::PaginationNumberInvalid => "invalid number of results requested",
+            ErrorCode::TagInvalid => "manifest tag did not match URI",
             ErrorCode::RangeInvalid => "invalid content range",
             ErrorCode::Unknown => "unknown error",
             ErrorCode::Unavailable => "service unavailable",

@@ -3,4 +3,5 @@
 
 pub mod error_code;
 pub mod range;
+pub mod routes;
 pub mod token;
