@@ -12,6 +12,7 @@
 //! | [`http`] | OCI distribution API: `Range`/`Content-Range` parsing, `_state` tokens, error codes | pure (so far) |
 //! | [`names`] | validated repository names, tags, upload ids | pure |
 //! | [`storage`] | storage drivers (filesystem, in-memory), validated paths, distribution's layout | files |
+//! | [`store`] | blob store: links, resumable uploads, atomic publish, purge, fsck | files |
 //! | [`fuzzing`] | entry points shared by the fuzz targets and the corpus replay test | pure |
 //!
 //! The binary (`src/main.rs`, `src/cli/`) is a thin clap front end over these modules.
@@ -27,6 +28,7 @@ pub mod hash;
 pub mod http;
 pub mod names;
 pub mod storage;
+pub mod store;
 
 pub use digest::{Digest, DigestError};
 pub use hash::{Hasher, ResumableSha256, ResumableSha512, StateError};

@@ -70,7 +70,7 @@ pub enum WalkControl {
 ///
 /// Dropping it without [`commit`](FileWriter::commit) keeps what was written (as distribution
 /// does), but without the durability guarantee.
-pub trait FileWriter: Write + Send {
+pub trait FileWriter: Write + Send + std::fmt::Debug {
     /// Size of the file so far, including bytes written before this writer was opened.
     fn size(&self) -> u64;
     /// Makes everything written so far durable (fsync), keeping the writer open.
