@@ -47,6 +47,10 @@ pub enum ErrorCode {
     RangeInvalid,
     /// Manifest larger than the registry accepts.
     ManifestTooLarge,
+    /// No such route (outside the API).
+    NotFound,
+    /// Method not allowed on this route.
+    MethodNotAllowed,
     /// Server-side failure.
     Unknown,
     /// Storage temporarily unavailable (e.g. out of space).
@@ -74,6 +78,8 @@ impl ErrorCode {
             ErrorCode::PaginationNumberInvalid => "PAGINATION_NUMBER_INVALID",
             ErrorCode::TagInvalid => "TAG_INVALID",
             ErrorCode::RangeInvalid => "RANGE_INVALID",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::MethodNotAllowed => "UNSUPPORTED",
             ErrorCode::Unknown => "UNKNOWN",
             ErrorCode::Unavailable => "UNAVAILABLE",
         }
@@ -86,7 +92,8 @@ impl ErrorCode {
             | ErrorCode::BlobUploadInvalid
             | ErrorCode::BlobUploadUnknown
             | ErrorCode::ManifestUnknown
-            | ErrorCode::NameUnknown => 404,
+            | ErrorCode::NameUnknown
+            | ErrorCode::NotFound => 404,
             ErrorCode::DigestInvalid
             | ErrorCode::ManifestBlobUnknown
             | ErrorCode::ManifestInvalid
@@ -96,7 +103,7 @@ impl ErrorCode {
             | ErrorCode::TagInvalid => 400,
             ErrorCode::Unauthorized => 401,
             ErrorCode::Denied => 403,
-            ErrorCode::Unsupported => 405,
+            ErrorCode::Unsupported | ErrorCode::MethodNotAllowed => 405,
             ErrorCode::ManifestTooLarge => 413,
             ErrorCode::RangeInvalid => 416,
             ErrorCode::TooManyRequests => 429,
@@ -128,6 +135,8 @@ impl ErrorCode {
             ErrorCode::PaginationNumberInvalid => "invalid number of results requested",
             ErrorCode::TagInvalid => "manifest tag did not match URI",
             ErrorCode::RangeInvalid => "invalid content range",
+            ErrorCode::NotFound => "no such route",
+            ErrorCode::MethodNotAllowed => "method not allowed on this route",
             ErrorCode::Unknown => "unknown error",
             ErrorCode::Unavailable => "service unavailable",
         }

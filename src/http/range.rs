@@ -14,31 +14,7 @@
 /// The most ranges one request may ask for before the header is ignored.
 pub const MAX_RANGES: usize = 64;
 
-/// An inclusive byte range within a blob: `start..=end`, never empty.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ByteRange {
-    /// First byte.
-    pub start: u64,
-    /// Last byte (inclusive).
-    pub end: u64,
-}
-
-impl ByteRange {
-    /// Number of bytes in the range.
-    pub fn len(&self) -> u64 {
-        self.end - self.start + 1
-    }
-
-    /// Always false: a `ByteRange` holds at least one byte.
-    pub fn is_empty(&self) -> bool {
-        false
-    }
-
-    /// The `Content-Range` value for this range of a blob of `size` bytes.
-    pub fn content_range(&self, size: u64) -> String {
-        format!("bytes {}-{}/{}", self.start, self.end, size)
-    }
-}
+pub use crate::store::ByteRange;
 
 /// What a blob GET should answer, given its `Range` header and the blob size.
 #[derive(Debug, Clone, PartialEq, Eq)]
