@@ -10,7 +10,9 @@ use std::hint::black_box;
 
 fn input(len: usize) -> Vec<u8> {
     // Cheap non-constant content; SHA speed does not depend on the bytes.
-    (0..len).map(|i| (i as u32).wrapping_mul(2_654_435_761) as u8).collect()
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761) as u8)
+        .collect()
 }
 
 fn sha256_resumable_vs_plain(c: &mut Criterion) {
@@ -32,15 +34,19 @@ fn sha256_resumable_vs_plain(c: &mut Criterion) {
             })
         });
         // The upload path feeds 64 KiB pieces: the block-boundary bookkeeping must stay free.
-        group.bench_with_input(BenchmarkId::new("resumable_64KiB_pieces", label), &data, |b, data| {
-            b.iter(|| {
-                let mut s = ResumableSha256::new();
-                for piece in black_box(data).chunks(64 * 1024 + 7) {
-                    s.update(piece);
-                }
-                s.finalize()
-            })
-        });
+        group.bench_with_input(
+            BenchmarkId::new("resumable_64KiB_pieces", label),
+            &data,
+            |b, data| {
+                b.iter(|| {
+                    let mut s = ResumableSha256::new();
+                    for piece in black_box(data).chunks(64 * 1024 + 7) {
+                        s.update(piece);
+                    }
+                    s.finalize()
+                })
+            },
+        );
     }
     group.finish();
 }
@@ -49,7 +55,9 @@ fn sha512_resumable_vs_plain(c: &mut Criterion) {
     let mut group = c.benchmark_group("sha512");
     let data = input(1 << 20);
     group.throughput(Throughput::Bytes(data.len() as u64));
-    group.bench_function("plain/1MiB", |b| b.iter(|| sha2::Sha512::digest(black_box(&data))));
+    group.bench_function("plain/1MiB", |b| {
+        b.iter(|| sha2::Sha512::digest(black_box(&data)))
+    });
     group.bench_function("resumable/1MiB", |b| {
         b.iter(|| {
             let mut s = ResumableSha512::new();

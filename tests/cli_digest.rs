@@ -24,20 +24,36 @@ fn layerstore(args: &[&str], stdin: Option<&[u8]>) -> Output {
 fn coreutils(tool: &str, path: &Path) -> String {
     let out = Command::new(tool).arg(path).output().unwrap();
     assert!(out.status.success(), "{tool} failed");
-    String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_owned()
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
 }
 
 fn write_files(dir: &Path) -> Vec<std::path::PathBuf> {
     // Sizes around block and window boundaries, and an empty file.
-    [0usize, 1, 63, 64, 65, 127, 128, 129, 1 << 20, (3 << 20) + 17]
-        .iter()
-        .map(|&len| {
-            let path = dir.join(format!("f{len}"));
-            let data: Vec<u8> = (0..len).map(|i| (i * 31 + len) as u8).collect();
-            std::fs::write(&path, data).unwrap();
-            path
-        })
-        .collect()
+    [
+        0usize,
+        1,
+        63,
+        64,
+        65,
+        127,
+        128,
+        129,
+        1 << 20,
+        (3 << 20) + 17,
+    ]
+    .iter()
+    .map(|&len| {
+        let path = dir.join(format!("f{len}"));
+        let data: Vec<u8> = (0..len).map(|i| (i * 31 + len) as u8).collect();
+        std::fs::write(&path, data).unwrap();
+        path
+    })
+    .collect()
 }
 
 #[test]
@@ -83,9 +99,14 @@ fn missing_file_is_reported_after_doing_the_others() {
     );
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8(out.stdout).unwrap();
-    assert!(stdout.contains("sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
+    assert!(
+        stdout.contains("sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    );
     let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(stderr.contains("missing") && stderr.contains("No such file"), "{stderr}");
+    assert!(
+        stderr.contains("missing") && stderr.contains("No such file"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -100,7 +121,9 @@ fn a_directory_is_an_error_not_a_hang() {
 fn help_and_bad_arguments() {
     let out = layerstore(&["digest", "--help"], None);
     assert!(out.status.success());
-    assert!(String::from_utf8(out.stdout).unwrap().contains("--algorithm"));
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .contains("--algorithm"));
     let out = layerstore(&["digest", "--algorithm", "md5", "x"], None);
     assert_eq!(out.status.code(), Some(2));
     let out = layerstore(&["digest"], None);

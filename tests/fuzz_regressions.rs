@@ -32,5 +32,8 @@ fn replay_every_committed_input() {
             replayed += 1;
         }
     }
-    assert!(replayed >= 3, "expected committed seeds, replayed {replayed}");
+    assert!(
+        replayed >= 3,
+        "expected committed seeds, replayed {replayed}"
+    );
 }

@@ -6,7 +6,8 @@ use layerstore::hash::{ResumableSha256, ResumableSha512};
 use layerstore::Digest;
 
 const IV: &str = "6a09e667bb67ae853c6ef372a54ff53a510e527f9b05688c1f83d9ab5be0cd19";
-const FOX: &[u8] = b"The quick brown fox jumps over the lazy dog, and keeps running for seventy bytes";
+const FOX: &[u8] =
+    b"The quick brown fox jumps over the lazy dog, and keeps running for seventy bytes";
 
 fn unhex(s: &str) -> Vec<u8> {
     (0..s.len())

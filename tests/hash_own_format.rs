@@ -5,7 +5,13 @@ use layerstore::hash::{ResumableSha256, StateError};
 
 fn hand_encoded_abc() -> Vec<u8> {
     let iv = [
-        0x6a09e667u32, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+        0x6a09e667u32,
+        0xbb67ae85,
+        0x3c6ef372,
+        0xa54ff53a,
+        0x510e527f,
+        0x9b05688c,
+        0x1f83d9ab,
         0x5be0cd19,
     ];
     let mut bytes = b"LSHS".to_vec();
@@ -43,5 +49,8 @@ fn committed_fuzz_seed_is_a_valid_state() {
 fn newer_version_is_refused_by_name() {
     let mut bytes = hand_encoded_abc();
     bytes[4] = 2;
-    assert_eq!(ResumableSha256::decode(&bytes), Err(StateError::UnsupportedVersion(2)));
+    assert_eq!(
+        ResumableSha256::decode(&bytes),
+        Err(StateError::UnsupportedVersion(2))
+    );
 }

@@ -103,7 +103,7 @@ fn validate(raw: RawDescriptor) -> Result<Descriptor, DescriptorProblem> {
         urls,
         annotations: raw.annotations.unwrap_or_default().0,
         artifact_type: raw.artifact_type,
-        platform: raw.platform.map(Platform::from_raw).transpose()?,
+        platform: raw.platform.map(|p| Platform::from_raw(p.0)).transpose()?,
     })
 }
 

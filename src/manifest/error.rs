@@ -101,8 +101,6 @@ pub enum JsonProblem {
     UnexpectedEnd,
     /// Valid JSON, but a value has the wrong type or range (e.g. `"schemaVersion": "2"`).
     WrongType,
-    /// Objects or arrays nested deeper than the parser's recursion limit.
-    TooDeep,
 }
 
 impl fmt::Display for JsonProblem {
@@ -111,7 +109,6 @@ impl fmt::Display for JsonProblem {
             JsonProblem::Syntax => "syntax error",
             JsonProblem::UnexpectedEnd => "unexpected end of input",
             JsonProblem::WrongType => "wrong type",
-            JsonProblem::TooDeep => "nested too deeply",
         })
     }
 }

@@ -9,7 +9,7 @@ use super::descriptor::Descriptor;
 use super::error::{clip, DescriptorIndex, JsonProblem, ManifestError};
 use super::media_type::{essence, is_valid_media_type, MediaType, JSON};
 use super::parsed::{Content, ParsedManifest};
-use super::raw::{RawDocument, DUPLICATE_PREFIX};
+use super::raw::{Object, RawDescriptor, RawDocument, DUPLICATE_PREFIX};
 use crate::digest::Digest;
 
 /// The largest manifest body accepted: 4 MiB, distribution's limit (the OCI spec asks for at
@@ -50,7 +50,7 @@ impl ParsedManifest {
             valid_up_to: e.valid_up_to(),
         })?;
         let declared = declared_kind(content_type)?;
-        let raw: RawDocument = serde_json::from_str(text).map_err(json_error)?;
+        let Object(raw): Object<RawDocument> = serde_json::from_str(text).map_err(json_error)?;
         let media_type = match declared {
             Some(kind) => check_media_type_field(kind, raw.media_type.as_deref())?,
             None => detect_kind(&raw)?,
@@ -148,7 +148,7 @@ fn build(
         let manifests = validate_all(raw.manifests, DescriptorIndex::Manifest)?;
         Content::Index { manifests }
     } else {
-        let config = raw.config.ok_or(ManifestError::MissingField("config"))?;
+        let Object(config) = raw.config.ok_or(ManifestError::MissingField("config"))?;
         Content::Image {
             config: Box::new(Descriptor::from_raw(config, DescriptorIndex::Config)?),
             layers: validate_all(raw.layers, DescriptorIndex::Layer)?,
@@ -164,7 +164,7 @@ fn build(
         }
         let subject = raw
             .subject
-            .map(|s| Descriptor::from_raw(s, DescriptorIndex::Subject))
+            .map(|Object(s)| Descriptor::from_raw(s, DescriptorIndex::Subject))
             .transpose()?;
         parsed = parsed.with_oci_fields(
             subject,
@@ -176,13 +176,13 @@ fn build(
 }
 
 fn validate_all(
-    raw: Option<Vec<super::raw::RawDescriptor>>,
+    raw: Option<Vec<Object<RawDescriptor>>>,
     index: fn(usize) -> DescriptorIndex,
 ) -> Result<Vec<Descriptor>, ManifestError> {
     raw.unwrap_or_default()
         .into_iter()
         .enumerate()
-        .map(|(i, d)| Descriptor::from_raw(d, index(i)))
+        .map(|(i, Object(d))| Descriptor::from_raw(d, index(i)))
         .collect()
 }
 
@@ -205,7 +205,8 @@ fn json_error(error: serde_json::Error) -> ManifestError {
     let kind = match error.classify() {
         serde_json::error::Category::Eof => JsonProblem::UnexpectedEnd,
         serde_json::error::Category::Data => JsonProblem::WrongType,
-        _ if detail.contains("recursion limit") => JsonProblem::TooDeep,
+        // Includes serde_json's recursion limit, unreachable here: the typed schema is shallow
+        // and unknown fields are skipped iteratively.
         _ => JsonProblem::Syntax,
     };
     ManifestError::InvalidJson {

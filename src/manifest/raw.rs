@@ -3,12 +3,19 @@
 //! One permissive struct covers all four kinds: every field is optional so that a missing field
 //! becomes a precise [`ManifestError`](super::ManifestError) from the validation step instead of
 //! a generic serde message. Unknown fields are skipped without being stored (serde_json skips
-//! them iteratively, so hostile nesting inside them costs no stack). Known fields repeated in one
-//! object are a serde "duplicate field" error; annotation maps get the same treatment here.
+//! them iteratively, so hostile nesting inside them costs no stack, and the typed part is at
+//! most four levels deep). Known fields repeated in one object are a serde "duplicate field"
+//! error; annotation maps get the same treatment here.
+//!
+//! Every struct is read through [`Object`], because serde's derived structs also accept a JSON
+//! *array* of field values in declaration order - a form no other manifest parser accepts.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
+use std::marker::PhantomData;
+
+use serde::de::value::MapAccessDeserializer;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
@@ -19,10 +26,10 @@ pub(crate) struct RawDocument {
     pub schema_version: Option<i64>,
     pub media_type: Option<String>,
     pub artifact_type: Option<String>,
-    pub config: Option<RawDescriptor>,
-    pub layers: Option<Vec<RawDescriptor>>,
-    pub manifests: Option<Vec<RawDescriptor>>,
-    pub subject: Option<RawDescriptor>,
+    pub config: Option<Object<RawDescriptor>>,
+    pub layers: Option<Vec<Object<RawDescriptor>>>,
+    pub manifests: Option<Vec<Object<RawDescriptor>>>,
+    pub subject: Option<Object<RawDescriptor>>,
     pub annotations: Option<Annotations>,
 }
 
@@ -36,7 +43,7 @@ pub(crate) struct RawDescriptor {
     pub urls: Option<Vec<String>>,
     pub annotations: Option<Annotations>,
     pub artifact_type: Option<String>,
-    pub platform: Option<RawPlatform>,
+    pub platform: Option<Object<RawPlatform>>,
 }
 
 /// An index entry's platform.
@@ -84,5 +91,29 @@ impl<'de> Visitor<'de> for AnnotationsVisitor {
             out.insert(key, value);
         }
         Ok(Annotations(out))
+    }
+}
+
+/// A struct that may only be written as a JSON object (see the module docs).
+#[derive(Debug)]
+pub(crate) struct Object<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(ObjectVisitor(PhantomData))
+    }
+}
+
+struct ObjectVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+    type Value = Object<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Object<T>, A::Error> {
+        T::deserialize(MapAccessDeserializer::new(map)).map(Object)
     }
 }
