@@ -12,6 +12,7 @@ fn entry(target: &str) -> Option<fn(&[u8])> {
         "digest_parse" => digest_parse,
         "hash_state_own" => hash_state_own,
         "hash_state_go" => hash_state_go,
+        "manifest_parse" => manifest_parse,
         _ => return None,
     })
 }
