@@ -49,9 +49,6 @@ pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
 /// Plain JSON. As a manifest `Content-Type` it says nothing, so the body decides.
 pub const JSON: &str = "application/json";
 
-/// The longest media type the OCI grammar allows: 127 + `/` + 127.
-pub const MAX_MEDIA_TYPE_LEN: usize = 255;
-
 /// The manifest formats layerstore knows by name.
 ///
 /// Only [`MediaType::is_storable`] kinds come out of a successful parse; the schema 1 kinds
