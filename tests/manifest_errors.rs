@@ -412,3 +412,18 @@ fn tolerated_inputs() {
         None
     );
 }
+
+#[test]
+fn a_layer_that_is_a_manifest_is_a_manifest_reference() {
+    use layerstore::manifest::ReferenceTarget;
+    let doc = with(oci_manifest(), "/layers/0", descriptor(OCI_INDEX));
+    let parsed = parse_value(Some(OCI_MANIFEST), &doc).unwrap();
+    let targets: Vec<_> = parsed.references().map(|r| (r.role, r.target)).collect();
+    assert_eq!(
+        targets,
+        [
+            (DescriptorIndex::Config, ReferenceTarget::Blob),
+            (DescriptorIndex::Layer(0), ReferenceTarget::Manifest),
+        ]
+    );
+}
