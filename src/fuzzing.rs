@@ -84,3 +84,50 @@ pub fn upload_token(data: &[u8]) {
         assert_eq!(signer.verify(&signer.sign(&state)).as_ref(), Ok(&state));
     }
 }
+
+/// Manifest parsing: never panics under any `Content-Type` (picked by the first byte); an
+/// accepted manifest has the sha256 of its bytes as digest, parses the same under its own media
+/// type, and, if it has a subject, yields a referrer record that round-trips and a referrers
+/// index body that itself parses as an OCI index.
+pub fn manifest_parse(data: &[u8]) {
+    use crate::manifest::media_type::*;
+    use crate::manifest::{referrers_index, Manifest, ReferrerRecord};
+
+    const CONTENT_TYPES: [Option<&str>; 8] = [
+        None,
+        Some(JSON),
+        Some(DOCKER_MANIFEST),
+        Some(DOCKER_MANIFEST_LIST),
+        Some(OCI_MANIFEST),
+        Some(OCI_INDEX),
+        Some(DOCKER_SCHEMA1_SIGNED),
+        Some("text/plain; charset=utf-8"),
+    ];
+    let (selector, body) = data.split_first().map_or((0, data), |(s, rest)| (*s, rest));
+    let content_type = CONTENT_TYPES
+        .get(usize::from(selector) % CONTENT_TYPES.len())
+        .copied()
+        .flatten();
+    let Ok(manifest) = Manifest::parse(content_type, body) else {
+        return;
+    };
+    assert_eq!(manifest.digest(), &Digest::sha256(body));
+    assert!(manifest.media_type().is_storable());
+    let again = Manifest::parse(Some(manifest.media_type().as_str()), body);
+    assert_eq!(
+        again.as_ref(),
+        Ok(&manifest),
+        "parses the same under its own type"
+    );
+    assert!(manifest.references().count() >= manifest.layers().len());
+    if let Some(record) = ReferrerRecord::from_manifest(&manifest) {
+        assert_eq!(
+            ReferrerRecord::from_json(&record.to_json()),
+            Ok(record.clone())
+        );
+        let index = referrers_index(&record.subject, [&record], None);
+        assert_eq!(index.count, 1);
+        let parsed = Manifest::parse(Some(OCI_INDEX), &index.body);
+        assert!(parsed.is_ok(), "referrers index parses: {parsed:?}");
+    }
+}

@@ -14,6 +14,7 @@ fn entry(target: &str) -> Option<fn(&[u8])> {
         "hash_state_go" => hash_state_go,
         "range_header" => range_header,
         "upload_token" => upload_token,
+        "manifest_parse" => manifest_parse,
         _ => return None,
     })
 }
