@@ -11,7 +11,7 @@ use hyper::{Method, Request, Response};
 use super::body::Body;
 use super::error::ApiError;
 use super::error_code::ErrorCode;
-use super::handlers::{base, blobs, uploads};
+use super::handlers::{base, blobs, listing, manifests, uploads};
 use super::routes::Route;
 use super::token::TokenSigner;
 use crate::store::Store;
@@ -70,6 +70,22 @@ async fn dispatch(
         }
         (Route::Upload { name, id }, Method::PUT) => uploads::put(state, name, id, request).await,
         (Route::Upload { name, id }, Method::DELETE) => uploads::cancel(state, name, id).await,
+        (Route::Manifest { name, reference }, Method::GET | Method::HEAD) => {
+            manifests::get(state, name, reference, request).await
+        }
+        (Route::Manifest { name, reference }, Method::PUT) => {
+            manifests::put(state, name, reference, request).await
+        }
+        (Route::Manifest { name, reference }, Method::DELETE) => {
+            manifests::delete(state, name, reference).await
+        }
+        (Route::Tags { name }, Method::GET | Method::HEAD) => {
+            listing::tags(state, name, request).await
+        }
+        (Route::Catalog, Method::GET | Method::HEAD) => listing::catalog(state, request).await,
+        (Route::Referrers { name, digest }, Method::GET | Method::HEAD) => {
+            listing::referrers(state, name, digest, request).await
+        }
         (route, _) => Err(method_not_allowed(&route)),
     }
 }

@@ -12,6 +12,7 @@ use super::body::{self, Body};
 use super::error_code::{ErrorBody, ErrorCode};
 use super::routes::RouteError;
 use super::token::TokenError;
+use crate::manifest::ManifestError;
 use crate::storage::StorageError;
 use crate::store::StoreError;
 
@@ -111,6 +112,31 @@ impl From<StoreError> for ApiError {
                 Some(json!({ "expected": expected, "actual": actual })),
             ),
             StoreError::RangeInvalid { .. } => ApiError::new(RangeInvalid, None),
+            StoreError::ManifestUnknown(reference) => {
+                ApiError::new(ManifestUnknown, Some(json!(reference.to_string())))
+            }
+            StoreError::ManifestInvalid(ManifestError::TooLarge { .. }) => {
+                ApiError::new(ManifestTooLarge, None)
+            }
+            StoreError::ManifestInvalid(e) => {
+                ApiError::with_message(ManifestInvalid, e.to_string())
+            }
+            StoreError::ManifestBlobUnknown(missing) => {
+                let mut errors = missing.iter().map(|d| Some(json!(d.to_string())));
+                let first = errors.next().flatten();
+                let mut body = ErrorBody::new(ManifestBlobUnknown, first);
+                for detail in errors {
+                    body.push(ManifestBlobUnknown, detail);
+                }
+                ApiError {
+                    body,
+                    headers: Vec::new(),
+                }
+            }
+            StoreError::ManifestDigestMismatch { claimed, actual } => ApiError::new(
+                DigestInvalid,
+                Some(json!({ "expected": claimed.to_string(), "actual": actual.to_string() })),
+            ),
             StoreError::NameUnknown(name) => {
                 ApiError::new(NameUnknown, Some(json!({ "name": name.to_string() })))
             }

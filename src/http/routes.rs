@@ -6,25 +6,8 @@
 //! the *end* of the path: the last `/blobs/`, `/manifests/`, … whose tail is a single segment.
 
 use crate::digest::{Digest, DigestError};
+pub use crate::names::Reference;
 use crate::names::{NameError, RepositoryName, Tag, UploadId};
-
-/// What a manifest request names: a tag or a digest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reference {
-    /// A tag such as `latest`.
-    Tag(Tag),
-    /// A content digest.
-    Digest(Digest),
-}
-
-impl std::fmt::Display for Reference {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Reference::Tag(tag) => tag.fmt(f),
-            Reference::Digest(digest) => digest.fmt(f),
-        }
-    }
-}
 
 /// A request path of the API.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use hyper::header::{
 };
 use hyper::{Method, Request, Response, StatusCode};
 
-use super::common::{blocking, header_str};
+use super::common::{blocking, etag_matches, header_str, header_value, status_only};
 use crate::digest::Digest;
 use crate::http::app::AppState;
 use crate::http::body::{self, Body};
@@ -174,24 +174,4 @@ fn with_blob_headers(mut response: Response<Body>, digest: &Digest, etag: &str) 
 
 fn content_range(range: ByteRange, size: u64) -> String {
     format!("bytes {}-{}/{}", range.start, range.end, size)
-}
-
-/// `If-None-Match` / `If-Range` against the digest: quoted or bare, or a list with `*`.
-fn etag_matches(value: &str, digest: &Digest) -> bool {
-    let digest = digest.to_string();
-    value
-        .split(',')
-        .map(|tag| tag.trim().trim_start_matches("W/").trim_matches('"'))
-        .any(|tag| tag == "*" || tag == digest)
-}
-
-fn status_only(status: StatusCode) -> Response<Body> {
-    let mut response = Response::new(body::empty());
-    *response.status_mut() = status;
-    response
-}
-
-/// Header values built from digests and numbers are always visible ASCII.
-fn header_value(text: String) -> HeaderValue {
-    HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }

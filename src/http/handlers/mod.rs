@@ -4,4 +4,6 @@
 pub mod base;
 pub mod blobs;
 mod common;
+pub mod listing;
+pub mod manifests;
 pub mod uploads;

@@ -16,7 +16,7 @@ use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_RANGE, LOCA
 use hyper::{Request, Response, StatusCode};
 
 use super::blobs::DOCKER_CONTENT_DIGEST;
-use super::common::{blocking, header_str, query_param};
+use super::common::{blocking, header_str, header_value, query_param};
 use crate::digest::Digest;
 use crate::http::app::AppState;
 use crate::http::body::{self, Body};
@@ -386,8 +386,4 @@ fn parse_digest(text: &str) -> Result<Digest, ApiError> {
 
 fn content_length(request: &Request<Incoming>) -> Option<u64> {
     header_str(request.headers(), &CONTENT_LENGTH)?.parse().ok()
-}
-
-fn header_value(text: String) -> HeaderValue {
-    HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
