@@ -89,8 +89,10 @@ pub async fn patch(
 ) -> Result<Response<Body>, ApiError> {
     let upload = open_checked(state, &name, &id, &request).await?;
     let (upload, received) = receive(state, upload, request.into_body()).await;
-    let offset = checkpoint(upload).await?;
+    // Save what arrived even when the body failed, but report the body's failure first.
+    let saved = checkpoint(upload).await;
     received?;
+    let offset = saved?;
     Ok(session_response(
         state,
         StatusCode::ACCEPTED,
@@ -119,7 +121,7 @@ pub async fn put(
     let upload = open_checked(state, &name, &id, &request).await?;
     let (upload, received) = receive(state, upload, request.into_body()).await;
     if let Err(e) = received {
-        checkpoint(upload).await?;
+        let _ = checkpoint(upload).await;
         return Err(e);
     }
     commit(upload, &name, digest).await
