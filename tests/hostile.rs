@@ -53,7 +53,8 @@ fn slowloris_and_idle_connections_are_dropped_and_others_still_served() {
         .map(|i| {
             let mut s = TcpStream::connect(server.addr).unwrap();
             if i % 2 == 0 {
-                s.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Slow: ").unwrap();
+                s.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                    .unwrap();
             }
             s
         })
@@ -64,10 +65,16 @@ fn slowloris_and_idle_connections_are_dropped_and_others_still_served() {
     for _ in 0..5 {
         assert_eq!(server.get("/v2/").status, 200);
     }
-    assert!(start.elapsed() < Duration::from_secs(5), "served while under a slow flood");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "served while under a slow flood"
+    );
     // ...and every slow connection is closed by the header timeout.
     for (i, stream) in slow.iter_mut().enumerate() {
-        assert!(closed_within(stream, Duration::from_secs(5)), "connection {i} still open");
+        assert!(
+            closed_within(stream, Duration::from_secs(5)),
+            "connection {i} still open"
+        );
     }
 }
 
@@ -83,7 +90,10 @@ fn a_stalled_body_fails_the_request_and_keeps_what_arrived() {
     );
     stream.write_all(head.as_bytes()).unwrap();
     stream.write_all(&content(1000, 1)).unwrap();
-    assert!(closed_within(&mut stream, Duration::from_secs(5)), "stalled body not timed out");
+    assert!(
+        closed_within(&mut stream, Duration::from_secs(5)),
+        "stalled body not timed out"
+    );
     // The 1000 bytes that arrived are kept and the upload can go on.
     let reply = server.request("GET", &location, &[], b"");
     assert_eq!(reply.status, 204);
@@ -95,21 +105,34 @@ fn oversized_headers_and_bogus_lengths_are_refused() {
     let server = TestServer::start();
     let big = "x".repeat(200 * 1024);
     let mut stream = TcpStream::connect(server.addr).unwrap();
-    let _ = stream.write_all(format!("GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n").as_bytes());
+    let _ = stream
+        .write_all(format!("GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n").as_bytes());
     let mut answer = Vec::new();
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let _ = stream.read_to_end(&mut answer);
     let text = String::from_utf8_lossy(&answer);
-    assert!(text.is_empty() || text.starts_with("HTTP/1.1 431"), "{text}");
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 431"),
+        "{text}"
+    );
 
     for length in ["abc", "-1", "1, 2"] {
         let mut stream = TcpStream::connect(server.addr).unwrap();
-        let request = format!("POST /v2/r/blobs/uploads/ HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n");
+        let request = format!(
+            "POST /v2/r/blobs/uploads/ HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n"
+        );
         stream.write_all(request.as_bytes()).unwrap();
         let mut answer = Vec::new();
-        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         let _ = stream.read_to_end(&mut answer);
-        assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 400"), "Content-Length {length}");
+        assert!(
+            String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 400"),
+            "Content-Length {length}"
+        );
     }
     assert_eq!(server.get("/v2/").status, 200);
 }
@@ -129,7 +152,13 @@ fn a_body_shorter_than_its_length_publishes_nothing() {
     let mut answer = Vec::new();
     let _ = stream.read_to_end(&mut answer);
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(server.get(&format!("/v2/r/blobs/{}", sha256(&data))).status, 404);
+    assert_eq!(
+        server.get(&format!("/v2/r/blobs/{}", sha256(&data))).status,
+        404
+    );
     let uploads = server.v2().join("repositories/r/_uploads");
-    assert!(common::files_below(&uploads).is_empty(), "a failed single POST leaves nothing");
+    assert!(
+        common::files_below(&uploads).is_empty(),
+        "a failed single POST leaves nothing"
+    );
 }

@@ -145,14 +145,29 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Reply {
+    try_request(addr, method, path, headers, body).unwrap()
+}
+
+/// One request on a fresh connection; a connection failure (server gone) is an `Err`.
+pub fn try_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Reply, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
-        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| e.to_string())?;
         let io = hyper_util::rt::TokioIo::new(stream);
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|e| e.to_string())?;
         tokio::spawn(connection);
         let mut builder = Request::builder()
             .method(Method::from_bytes(method.as_bytes()).unwrap())
@@ -164,21 +179,22 @@ pub fn request(
         let request = builder
             .body(Full::new(Bytes::copy_from_slice(body)))
             .unwrap();
-        let response = sender.send_request(request).await.unwrap();
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
         let status = response.status();
         let headers = response.headers().clone();
         let body = response
             .into_body()
             .collect()
             .await
-            .unwrap()
-            .to_bytes()
-            .to_vec();
-        Reply {
+            .map_err(|e| e.to_string())?;
+        Ok(Reply {
             status,
             headers,
-            body,
-        }
+            body: body.to_bytes().to_vec(),
+        })
     })
 }
 
