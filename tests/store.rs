@@ -310,7 +310,7 @@ fn purge_by_age(store: &Store) {
         .unwrap()]
     );
     assert_eq!(report.kept, 1);
-    assert_eq!(report.unreadable, [orphan.clone()]);
+    assert_eq!(report.unreadable, std::slice::from_ref(&orphan));
     assert!(!exists(&**d, started));
     assert!(store.upload_status(&r, &young_id).is_ok());
     assert!(exists(&**d, orphan));
