@@ -177,6 +177,11 @@ impl Upload {
         self.started_at
     }
 
+    /// The sha256 digest of the bytes received so far.
+    pub fn digest(&self) -> Digest {
+        self.hasher.digest()
+    }
+
     /// Bytes received so far; the next append continues here.
     pub fn offset(&self) -> u64 {
         self.hasher.len()
