@@ -11,6 +11,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use super::fs_writer::FsFileWriter;
 use super::{DriverPath, FileInfo, FileWriter, StorageDriver, StorageError, MAX_CONTENT_LEN};
 
 /// Prefix of the temporary files `put_content` renames into place.
@@ -75,7 +76,7 @@ impl FilesystemDriver {
     }
 
     /// fsyncs the directory holding `path`, which makes a rename or create in it durable.
-    fn sync_parent(&self, path: &DriverPath) -> Result<(), StorageError> {
+    pub(super) fn sync_parent(&self, path: &DriverPath) -> Result<(), StorageError> {
         let parent = path.parent().unwrap_or_else(DriverPath::root);
         sync_dir(&self.local(&parent)).map_err(|e| StorageError::io("fsync dir", &parent, e))
     }
@@ -183,14 +184,14 @@ impl StorageDriver for FilesystemDriver {
         } else {
             0
         };
-        Ok(Box::new(FsFileWriter {
+        Ok(Box::new(FsFileWriter::new(
             file,
             size,
-            path: path.clone(),
+            path.clone(),
             local,
-            new_entry: !existed,
-            driver: self.clone(),
-        }))
+            !existed,
+            self.clone(),
+        )))
     }
 
     fn stat(&self, path: &DriverPath) -> Result<FileInfo, StorageError> {
@@ -266,55 +267,5 @@ impl StorageDriver for FilesystemDriver {
             map.map_err(|e| StorageError::io("mmap", path, e))
         };
         Some(map())
-    }
-}
-
-/// The filesystem driver's [`FileWriter`]: a plain file opened for appending.
-#[derive(Debug)]
-struct FsFileWriter {
-    file: File,
-    size: u64,
-    path: DriverPath,
-    local: PathBuf,
-    /// The file did not exist before: its directory entry needs an fsync of the parent too.
-    new_entry: bool,
-    driver: FilesystemDriver,
-}
-
-impl Write for FsFileWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
-        self.size += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
-    }
-}
-
-impl FileWriter for FsFileWriter {
-    fn size(&self) -> u64 {
-        self.size
-    }
-
-    fn sync(&mut self) -> Result<(), StorageError> {
-        self.file
-            .sync_data()
-            .map_err(|e| StorageError::io("fsync", &self.path, e))?;
-        if self.new_entry {
-            self.driver.sync_parent(&self.path)?;
-            self.new_entry = false;
-        }
-        Ok(())
-    }
-
-    fn commit(mut self: Box<Self>) -> Result<(), StorageError> {
-        self.sync()
-    }
-
-    fn cancel(self: Box<Self>) -> Result<(), StorageError> {
-        drop(self.file);
-        fs::remove_file(&self.local).map_err(|e| StorageError::io("delete", &self.path, e))
     }
 }
