@@ -311,3 +311,26 @@ fn filesystem_maps_files_for_zero_copy_reads() {
     ));
     assert!(InMemoryDriver::new().map(&p("/blob")).is_none());
 }
+
+#[test]
+fn filesystem_writer_flushes_behind_and_keeps_every_byte() {
+    // More than the 64 MiB write-behind step, so a background flush runs during the writes.
+    let dir = tempfile::tempdir().unwrap();
+    let driver = FilesystemDriver::new(dir.path());
+    let path = p("/big/data");
+    let mut w = driver.writer(&path, true).unwrap();
+    let chunk: Vec<u8> = (0..(4 << 20)).map(|i| (i % 253) as u8).collect();
+    for _ in 0..20 {
+        w.write_all(&chunk).unwrap();
+    }
+    w.sync().unwrap();
+    w.write_all(b"tail").unwrap();
+    w.commit().unwrap();
+    let info = driver.stat(&path).unwrap();
+    assert_eq!(info.size, 20 * (4 << 20) + 4);
+    let mut r = driver.reader(&path, info.size - 4 - (4 << 20)).unwrap();
+    let mut last = Vec::new();
+    r.read_to_end(&mut last).unwrap();
+    assert_eq!(&last[..4 << 20], &chunk[..]);
+    assert_eq!(&last[4 << 20..], b"tail");
+}
