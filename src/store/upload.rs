@@ -325,8 +325,12 @@ impl Upload {
             Ok(_) | Err(StorageError::NotFound(_)) => {}
             Err(e) => return Err(e.into()),
         }
-        self.driver.move_to(&self.data_path()?, &blob)?;
-        Ok(())
+        match self.driver.move_to(&self.data_path()?, &blob) {
+            Ok(()) => Ok(()),
+            // Purged or cancelled by someone else while this handle was open.
+            Err(StorageError::NotFound(_)) => Err(StoreError::BlobUploadUnknown(self.id.clone())),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// One pass over `data` with another algorithm (sha512 claims).
