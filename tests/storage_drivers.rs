@@ -294,6 +294,12 @@ fn filesystem_stays_inside_its_root_and_hides_temp_files() {
         .collect();
     assert_eq!(outside, ["root"]);
     assert!(DriverPath::parse("/../escape").is_err());
+    // Temporary files are staged outside the layout, and none is left after a put.
+    assert_eq!(driver.list(&DriverPath::root()).unwrap(), [p("/x")]);
+    let staged = std::fs::read_dir(dir.path().join("root/.layerstore-tmp"))
+        .unwrap()
+        .count();
+    assert_eq!(staged, 0);
 }
 
 #[test]
