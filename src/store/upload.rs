@@ -243,10 +243,19 @@ impl Upload {
         if self.broken {
             return Err(StoreError::BlobUploadInterrupted(self.id.clone()));
         }
-        if let Some(writer) = &mut self.writer {
-            writer.sync()?;
-        }
+        self.sync_data()?;
         self.save_state()
+    }
+
+    /// fsyncs `data` (creating it empty if missing). Without an open writer the bytes may come
+    /// from an earlier process that never synced them, so they are synced here too: a state is
+    /// only ever saved for durable bytes.
+    fn sync_data(&mut self) -> Result<(), StoreError> {
+        match &mut self.writer {
+            Some(writer) => writer.sync()?,
+            None => self.driver.writer(&self.data_path()?, true)?.commit()?,
+        }
+        Ok(())
     }
 
     /// Deletes the session.
@@ -266,10 +275,8 @@ impl Upload {
             return Err(StoreError::BlobUploadInterrupted(self.id.clone()));
         }
         // 1. data durable (also creates an empty data file for a session that never had one).
-        match self.writer.take() {
-            Some(writer) => writer.commit()?,
-            None => self.driver.writer(&self.data_path()?, true)?.commit()?,
-        }
+        self.sync_data()?;
+        self.writer = None;
         // 2. verify, keeping the session on failure.
         let canonical = self.hasher.digest();
         let actual = match claimed.algorithm() {
