@@ -114,11 +114,11 @@ impl Client {
 
     /// Pushes until the server dies or `stop` is set.
     fn run(self) {
-        let mut round = 0u64;
         while !self.stop.load(Ordering::Relaxed) {
             let seed = self.seeds.fetch_add(1, Ordering::Relaxed);
             let repo = format!("storm/c{}-{}", self.id, seed % 3);
-            let alive = match round % 4 {
+            // The kind follows the global seed, so every kind runs whatever the kill timing.
+            let alive = match seed % 4 {
                 0 => self.monolithic(&repo, seed),
                 1 => self.chunked(&repo, seed),
                 2 => self.mount(&repo, seed),
@@ -127,7 +127,6 @@ impl Client {
             if !alive {
                 return;
             }
-            round += 1;
         }
     }
 
@@ -336,7 +335,12 @@ fn verify(addr: SocketAddr, ledger: &Mutex<Ledger>, tally: &mut Tally) {
         for tag in tags["tags"].as_array().unwrap() {
             let path = format!("/v2/{repo}/manifests/{}", tag.as_str().unwrap());
             let reply = try_request(addr, "GET", &path, &[], b"").unwrap();
-            assert_eq!(reply.status, 200, "listed tag {path} unreadable");
+            assert_eq!(
+                reply.status,
+                200,
+                "listed tag {path} unreadable: {}",
+                String::from_utf8_lossy(&reply.body)
+            );
         }
     }
 }

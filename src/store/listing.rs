@@ -25,11 +25,20 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         };
-        // Anything that is not a valid tag name (a stray file) is not a tag.
-        let mut tags: Vec<Tag> = entries
-            .iter()
-            .filter_map(|p| Tag::parse(p.name()).ok())
-            .collect();
+        // Anything that is not a valid tag name (a stray file) is not a tag, and neither is a tag
+        // directory without a `current` link (a crash between writing the tag's index entry and
+        // its `current` link leaves one): only tags that can be read are listed.
+        let mut tags = Vec::with_capacity(entries.len());
+        for tag in entries.iter().filter_map(|p| Tag::parse(p.name()).ok()) {
+            match self
+                .driver
+                .stat(&PathSpec::TagCurrentLink { repo, tag: &tag }.to_path()?)
+            {
+                Ok(info) if !info.is_dir => tags.push(tag),
+                Ok(_) | Err(StorageError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
         tags.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         Ok(tags)
     }

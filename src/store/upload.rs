@@ -116,7 +116,14 @@ impl Store {
         let data = PathSpec::UploadData { repo, id }.to_path()?;
         let offset = match self.driver.stat(&data) {
             Ok(info) => info.size,
-            Err(StorageError::NotFound(_)) => 0,
+            // No `data`: nothing received yet, or a commit moved it into the blob store and
+            // crashed before finishing. Resuming tells which (and restores the session in the
+            // second case), so the status agrees with what the next PATCH will find.
+            Err(StorageError::NotFound(_)) => match self.resume_upload(repo, id) {
+                Ok(upload) => upload.offset(),
+                Err(StoreError::BlobUploadBusy(_)) => 0,
+                Err(e) => return Err(e),
+            },
             Err(e) => return Err(e.into()),
         };
         Ok(UploadStatus { offset, started_at })
