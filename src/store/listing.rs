@@ -106,7 +106,12 @@ impl Store {
             };
             let record = ReferrerRecord::from_json(&bytes)
                 .map_err(|source| StoreError::ReferrerCorrupt { path, source })?;
-            records.push(record);
+            // The referrer may have been deleted by another registry sharing the root
+            // (distribution's manifest DELETE or garbage-collect), which knows nothing of this
+            // index: list only referrers that can still be fetched.
+            if self.manifest_revision(repo, &record.digest)?.is_some() {
+                records.push(record);
+            }
         }
         Ok(records)
     }
