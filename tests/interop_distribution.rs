@@ -13,7 +13,9 @@ mod common;
 use std::net::SocketAddr;
 
 use clients_support::oci::{assert_same_image, Layout};
-use clients_support::{require_tool, skopeo_copy, RegistryProcess};
+use clients_support::{
+    distribution_garbage_collect, require_tool, skopeo, skopeo_copy, RegistryProcess,
+};
 use common::{content, request, sha256, Reply};
 
 const SECRET: &str = "interop-secret";
@@ -228,4 +230,121 @@ fn uploads_move_between_distribution_and_layerstore() {
         })
         .collect();
     assert!(uploads.is_empty(), "{uploads:?}");
+}
+
+/// An untagged OCI artifact whose `subject` is `subject`, pushed by digest; returns its digest.
+fn push_referrer(addr: SocketAddr, repo: &str, subject: &str, subject_size: usize) -> String {
+    let config = sha256(b"{}");
+    let path = format!("/v2/{repo}/blobs/uploads/?digest={config}");
+    expect(request(addr, "POST", &path, &[], b"{}"), 201, "config blob");
+    let body = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": clients_support::oci::OCI_MANIFEST,
+        "artifactType": "application/vnd.example.sig",
+        "config": { "mediaType": "application/vnd.oci.empty.v1+json", "digest": config, "size": 2 },
+        "layers": [],
+        "subject": {
+            "mediaType": clients_support::oci::OCI_MANIFEST,
+            "digest": subject,
+            "size": subject_size,
+        },
+    }))
+    .unwrap();
+    let digest = sha256(&body);
+    let put = request(
+        addr,
+        "PUT",
+        &format!("/v2/{repo}/manifests/{digest}"),
+        &[("content-type", clients_support::oci::OCI_MANIFEST)],
+        &body,
+    );
+    expect(put, 201, "referrer PUT");
+    digest
+}
+
+fn referrers(addr: SocketAddr, repo: &str, subject: &str) -> serde_json::Value {
+    let reply = request(
+        addr,
+        "GET",
+        &format!("/v2/{repo}/referrers/{subject}"),
+        &[],
+        b"",
+    );
+    let reply = expect(reply, 200, "referrers");
+    let index: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    index["manifests"].clone()
+}
+
+/// distribution's `garbage-collect --delete-untagged` on a root that layerstore wrote: what is
+/// tagged survives intact, the deleted image's blobs go, and the untagged referrer it removes
+/// leaves layerstore's referrers list.
+#[test]
+fn distribution_garbage_collect_on_a_layerstore_root() {
+    if !have_tools() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let layout = Layout::create(&work.path().join("src"));
+    let keep = layout.add_image(31, "amd64");
+    let drop = layout.add_image(32, "amd64");
+    layout.tag("keep", &keep);
+    layout.tag("drop", &drop);
+    let repo = "interop/gc";
+    {
+        let layerstore = RegistryProcess::layerstore(root.path(), SECRET);
+        let host = layerstore.host();
+        for tag in ["keep", "drop"] {
+            skopeo_copy(
+                &format!("oci:{}:{tag}", layout.dir.display()),
+                &format!("docker://{host}/{repo}:{tag}"),
+                &[],
+            );
+        }
+        skopeo(
+            &[
+                "delete",
+                "--tls-verify=false",
+                &format!("docker://{host}/{repo}:drop"),
+            ],
+            true,
+        );
+        let referrer = push_referrer(layerstore.addr, repo, &keep.digest, keep.size as usize);
+        assert_eq!(
+            referrers(layerstore.addr, repo, &keep.digest)[0]["digest"],
+            serde_json::json!(referrer)
+        );
+    } // layerstore stops: garbage-collect wants the root to itself
+    distribution_garbage_collect(root.path(), &["--delete-untagged"]);
+
+    let layerstore = RegistryProcess::layerstore(root.path(), SECRET);
+    let out = work.path().join("out");
+    skopeo_copy(
+        &format!("docker://{}/{repo}:keep", layerstore.host()),
+        &format!("oci:{}:keep", out.display()),
+        &[],
+    );
+    assert_same_image(&layout, &Layout::open(&out), "keep", "keep");
+    // The dropped image's own layers were swept from the blob store.
+    let kept = layout.closure(&keep.digest);
+    let swept: Vec<String> = layout
+        .closure(&drop.digest)
+        .difference(&kept)
+        .cloned()
+        .collect();
+    assert!(!swept.is_empty());
+    for digest in &swept {
+        let hex = digest.trim_start_matches("sha256:");
+        let data = root
+            .path()
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data");
+        assert!(!data.exists(), "{digest} survived garbage-collect");
+    }
+    assert_eq!(
+        referrers(layerstore.addr, repo, &keep.digest),
+        serde_json::json!([])
+    );
 }

@@ -201,6 +201,24 @@ impl RegistryProcess {
     }
 }
 
+/// Runs `docker-registry garbage-collect` (with `extra` flags) over `root`, which no registry
+/// may be serving at the time. Panics with its output if it fails.
+pub fn distribution_garbage_collect(root: &Path, extra: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yml");
+    let addr = "127.0.0.1:0".parse().unwrap();
+    std::fs::write(&config, distribution_config(root, addr, "unused")).unwrap();
+    let mut command = Command::new("docker-registry");
+    command.arg("garbage-collect").args(extra).arg(&config);
+    let output = run_with_timeout(command, Duration::from_secs(60));
+    assert!(
+        output.status.success(),
+        "garbage-collect failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 fn distribution_config(root: &Path, addr: SocketAddr, secret: &str) -> String {
     format!(
         "version: 0.1\n\
