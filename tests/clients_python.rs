@@ -2,7 +2,8 @@
 //! `.venv-clients/` (created by `.ci/run`):
 //!
 //! - oras-py: a chunked push (POST, one `PATCH` per chunk with `Content-Range: <start>-<end>`,
-//!   then `PUT ?digest=`), then a pull.
+//!   then `PUT ?digest=`), a pull; an artifact with a `subject` (`OCI-Subject`, the referrers
+//!   API), paginated tag listing and `delete_tag`.
 //! - python-dxf: a streamed push (`PUT` with a chunked transfer-encoded body), a file push, a
 //!   schema 2 manifest push and pull, tag listing, mount, and delete.
 //!
@@ -46,7 +47,7 @@ fn run_python(python: &Path, dir: &Path, script: &str, args: &[&str]) -> String 
 
 const ORAS_CHUNKED: &str = r#"
 import hashlib, os, sys
-import oras.provider
+import oras.oci, oras.provider, requests
 
 host, chunk_size = sys.argv[1], int(sys.argv[2])
 registry = oras.provider.Registry(hostname=host, insecure=True, tls_verify=False)
@@ -63,6 +64,25 @@ with open(os.path.join("pulled", "payload.bin"), "rb") as f:
 with open("payload.bin", "rb") as f:
     assert pulled == f.read(), "pulled bytes differ"
 assert "sha256:" + hashlib.sha256(pulled).hexdigest() == layer["digest"]
+
+# A signature-like artifact whose subject is v1: the server answers with OCI-Subject and lists
+# it in the referrers API; oras-py's delete_tag removes it again.
+head = requests.head(f"http://{host}/v2/py/oras/manifests/v1",
+                     headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+subject = oras.oci.Subject(mediaType="application/vnd.oci.image.manifest.v1+json",
+                           digest=head.headers["Docker-Content-Digest"],
+                           size=int(head.headers["Content-Length"]))
+response = registry.push(target=f"{host}/py/oras:sig", files=["payload.bin"],
+                         subject=subject, quiet=True)
+assert response.headers["OCI-Subject"] == subject.digest
+referrers = requests.get(f"http://{host}/v2/py/oras/referrers/{subject.digest}").json()
+assert [m["digest"] for m in referrers["manifests"]] == [response.headers["Docker-Content-Digest"]]
+assert registry.get_tags(target) == ["sig", "v1"]
+assert registry.get_tags(target, N=1) == ["sig"]
+assert registry.delete_tag(target, "sig")
+assert registry.get_tags(target) == ["v1"]
+referrers = requests.get(f"http://{host}/v2/py/oras/referrers/{subject.digest}").json()
+assert referrers["manifests"] == [], referrers
 print("ok")
 "#;
 

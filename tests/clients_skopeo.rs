@@ -187,3 +187,82 @@ fn list_tags(repo: &str) -> Vec<String> {
     tags.sort();
     tags
 }
+
+/// `skopeo inspect --raw` of `reference`, parsed, with its bytes.
+fn inspect_raw(reference: &str) -> (Vec<u8>, serde_json::Value) {
+    let raw = skopeo(&["inspect", "--tls-verify=false", "--raw", reference], true);
+    let json = serde_json::from_slice(&raw.stdout).unwrap();
+    (raw.stdout, json)
+}
+
+#[test]
+fn docker_schema2_images_and_manifest_lists() {
+    if !have_skopeo() {
+        return;
+    }
+    let server = TestServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let host = server.addr;
+    let layout = Layout::create(&work.path().join("src"));
+    let amd64 = layout.add_image(8, "amd64");
+    let arm64 = layout.add_image(9, "arm64");
+    let index = layout.add_index(&[amd64, arm64]);
+    layout.tag("multi", &index);
+
+    // skopeo converts the OCI index and both images to Docker types on the way in.
+    let (from, list_ref) = (
+        format!("oci:{}:multi", layout.dir.display()),
+        format!("docker://{host}/skopeo/docker:multi"),
+    );
+    let mut args = vec![
+        "copy",
+        "--dest-tls-verify=false",
+        "--retry-times",
+        "0",
+        "--all",
+        "--format",
+        "v2s2",
+    ];
+    args.extend_from_slice(&[&from, &list_ref]);
+    skopeo(&args, true);
+    let (list_bytes, list) = inspect_raw(&list_ref);
+    assert_eq!(
+        list["mediaType"],
+        "application/vnd.docker.distribution.manifest.list.v2+json"
+    );
+    let head = server.request("HEAD", "/v2/skopeo/docker/manifests/multi", &[], b"");
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("docker-content-digest"),
+        Some(common::sha256(&list_bytes).as_str())
+    );
+
+    // A registry-to-registry copy keeps the list and every child byte for byte.
+    let copy_ref = format!("docker://{host}/skopeo/docker-copy:multi");
+    skopeo_copy(&list_ref, &copy_ref, &["--all"]);
+    assert_eq!(inspect_raw(&copy_ref).0, list_bytes);
+    for child in list["manifests"].as_array().unwrap() {
+        let digest = child["digest"].as_str().unwrap();
+        let (bytes, manifest) =
+            inspect_raw(&format!("docker://{host}/skopeo/docker-copy@{digest}"));
+        assert_eq!(common::sha256(&bytes), digest);
+        assert_eq!(
+            manifest["mediaType"],
+            "application/vnd.docker.distribution.manifest.v2+json"
+        );
+        // Pulled into a `dir:` layout, each blob is intact and named by its digest.
+        let dir = work.path().join(digest.replace(':', "-"));
+        skopeo_copy(
+            &format!("docker://{host}/skopeo/docker-copy@{digest}"),
+            &format!("dir:{}", dir.display()),
+            &[],
+        );
+        let layers = manifest["layers"].as_array().unwrap().iter();
+        for blob in layers.chain(std::iter::once(&manifest["config"])) {
+            let digest = blob["digest"].as_str().unwrap();
+            let bytes = std::fs::read(dir.join(digest.trim_start_matches("sha256:"))).unwrap();
+            assert_eq!(common::sha256(&bytes), digest);
+            assert_eq!(bytes.len() as u64, blob["size"].as_u64().unwrap());
+        }
+    }
+}
