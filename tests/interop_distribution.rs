@@ -348,3 +348,46 @@ fn distribution_garbage_collect_on_a_layerstore_root() {
         serde_json::json!([])
     );
 }
+
+fn sha512(data: &[u8]) -> String {
+    let mut hasher = layerstore::hash::Hasher::new(layerstore::digest::HashAlgorithm::Sha512);
+    hasher.update(data);
+    hasher.digest().to_string()
+}
+
+/// A blob committed under a sha512 digest on one registry reads back by that digest (an alias
+/// link to the sha256 bytes) and by its sha256 on the other.
+#[test]
+fn sha512_blobs_are_shared() {
+    if !have_tools() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let distribution = RegistryProcess::distribution(root.path(), SECRET).unwrap();
+    let layerstore = RegistryProcess::layerstore(root.path(), SECRET);
+    for (seed, writer, reader) in [
+        (41, layerstore.addr, distribution.addr),
+        (42, distribution.addr, layerstore.addr),
+    ] {
+        let data = content(5_000, seed);
+        let post = request(
+            writer,
+            "POST",
+            "/v2/interop/sha512/blobs/uploads/",
+            &[],
+            b"",
+        );
+        let location = path_and_query(&expect(post, 202, "POST").location());
+        let put_path = format!("{location}&digest={}", sha512(&data));
+        expect(
+            request(writer, "PUT", &put_path, &[OCTET], &data),
+            201,
+            "PUT",
+        );
+        for digest in [sha512(&data), sha256(&data)] {
+            let path = format!("/v2/interop/sha512/blobs/{digest}");
+            let blob = expect(request(reader, "GET", &path, &[], b""), 200, &digest);
+            assert_eq!(blob.body, data);
+        }
+    }
+}
