@@ -391,3 +391,105 @@ fn sha512_blobs_are_shared() {
         }
     }
 }
+
+/// Sends the head of a PATCH announcing `announced` bytes, then only `body`, then closes: a
+/// client that dies in mid-upload.
+fn cut_patch(addr: SocketAddr, path: &str, announced: usize, body: &[u8]) {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let head = format!(
+        "PATCH {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: {announced}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    stream.flush().unwrap();
+    // Dropping the stream closes it: the server sees the body end early.
+}
+
+/// Polls layerstore's token-free upload status until it holds `size` bytes; returns the
+/// status reply (fresh token in `Location`).
+fn wait_for_size(layerstore: SocketAddr, upload_path: &str, size: usize) -> Reply {
+    let bare = upload_path.split('?').next().unwrap();
+    let want = format!("0-{}", size - 1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let status = request(layerstore, "GET", bare, &[], b"");
+        if status.status == 204 && status.header("range") == Some(want.as_str()) {
+            // Let the first registry finish saving its hash state for that size.
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            return request(layerstore, "GET", bare, &[], b"");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "upload never reached {size} bytes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A client dies in mid-PATCH on one registry; it asks layerstore where the upload stands
+/// (no token needed), and finishes on the other registry from there with a chunk that
+/// continues at that offset. Both directions.
+#[test]
+fn interrupted_upload_resumes_on_the_other_registry() {
+    if !have_tools() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let distribution = RegistryProcess::distribution(root.path(), SECRET).unwrap();
+    let layerstore = RegistryProcess::layerstore(root.path(), SECRET);
+    let cut = 1_234_567;
+    for (seed, first, second, repo) in [
+        (
+            51,
+            distribution.addr,
+            layerstore.addr,
+            "interop/cut-on-distribution",
+        ),
+        (
+            52,
+            layerstore.addr,
+            distribution.addr,
+            "interop/cut-on-layerstore",
+        ),
+    ] {
+        let data = content(3_000_000, seed);
+        let post = request(
+            first,
+            "POST",
+            &format!("/v2/{repo}/blobs/uploads/"),
+            &[],
+            b"",
+        );
+        let location = path_and_query(&expect(post, 202, "POST").location());
+        cut_patch(first, &location, data.len(), &data[..cut]);
+
+        let status = wait_for_size(layerstore.addr, &location, cut);
+        let location = path_and_query(&status.location());
+        let range = format!("{cut}-{}", data.len() - 1);
+        let patch = request(
+            second,
+            "PATCH",
+            &location,
+            &[OCTET, ("content-range", &range)],
+            &data[cut..],
+        );
+        let patch = expect(patch, 202, "PATCH of the rest");
+        assert_eq!(
+            patch.header("range"),
+            Some(format!("0-{}", data.len() - 1).as_str())
+        );
+        let location = path_and_query(&patch.location());
+        let put_path = format!("{location}&digest={}", sha256(&data));
+        expect(request(second, "PUT", &put_path, &[], b""), 201, "PUT");
+        let blob = request(
+            first,
+            "GET",
+            &format!("/v2/{repo}/blobs/{}", sha256(&data)),
+            &[],
+            b"",
+        );
+        assert_eq!(expect(blob, 200, "GET").body, data);
+    }
+}
