@@ -152,9 +152,39 @@ fn expect(reply: Reply, status: u16, what: &str) -> Reply {
     reply
 }
 
-/// POST on `first`, one PATCH on `first`, then a PATCH and the closing PUT (with the last
-/// bytes) on `second`; the blob must then read back intact from both.
-fn move_upload(first: SocketAddr, second: SocketAddr, repo: &str, seed: u8) {
+/// The session behind `location` holds a Go-format sha256 state saved at exactly `data.len()`
+/// (`hashstates/sha256/<size>`), the one file distribution 2.8 resumes from, and it is the state
+/// of exactly those bytes. Checked after a PATCH on either registry.
+fn assert_saved_state(root: &std::path::Path, repo: &str, location: &str, data: &[u8]) {
+    let path = path_and_query(location);
+    let id = path
+        .split('?')
+        .next()
+        .and_then(|p| p.rsplit('/').next())
+        .unwrap();
+    let state = root
+        .join("docker/registry/v2/repositories")
+        .join(repo)
+        .join("_uploads")
+        .join(id)
+        .join("hashstates/sha256")
+        .join(data.len().to_string());
+    let bytes = std::fs::read(&state).unwrap_or_else(|e| panic!("{}: {e}", state.display()));
+    let state = layerstore::hash::ResumableSha256::from_go_bytes(&bytes).unwrap();
+    assert_eq!(state.len(), data.len() as u64);
+    assert_eq!(state.digest().to_string(), sha256(data));
+}
+
+/// POST on `first`, one PATCH on `first` (after which the exact-size hash state must be on
+/// disk), then a PATCH and the closing PUT (with the last bytes) on `second`; the blob must
+/// then read back intact from both.
+fn move_upload(
+    root: &std::path::Path,
+    first: SocketAddr,
+    second: SocketAddr,
+    repo: &str,
+    seed: u8,
+) {
     let data = content(700_000, seed);
     let (one, rest) = data.split_at(300_000);
     let (two, three) = rest.split_at(250_000);
@@ -176,6 +206,7 @@ fn move_upload(first: SocketAddr, second: SocketAddr, repo: &str, seed: u8) {
     );
     let patch = expect(patch, 202, "PATCH on the first registry");
     assert_eq!(patch.header("range"), Some("0-299999"));
+    assert_saved_state(root, repo, &patch.location(), one);
 
     let location = path_and_query(&patch.location());
     let status = expect(request(second, "GET", &location, &[], b""), 204, "status");
@@ -214,8 +245,20 @@ fn uploads_move_between_distribution_and_layerstore() {
     let root = tempfile::tempdir().unwrap();
     let distribution = RegistryProcess::distribution(root.path(), SECRET).unwrap();
     let layerstore = RegistryProcess::layerstore(root.path(), SECRET);
-    move_upload(distribution.addr, layerstore.addr, "interop/up", 21);
-    move_upload(layerstore.addr, distribution.addr, "interop/down", 22);
+    move_upload(
+        root.path(),
+        distribution.addr,
+        layerstore.addr,
+        "interop/up",
+        21,
+    );
+    move_upload(
+        root.path(),
+        layerstore.addr,
+        distribution.addr,
+        "interop/down",
+        22,
+    );
     // Both sessions were removed by the commits.
     let uploads: Vec<_> = ["interop/up", "interop/down"]
         .iter()
