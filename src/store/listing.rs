@@ -69,7 +69,8 @@ impl Store {
     }
 
     /// The manifests in `repo` whose `subject` is `subject`: those layerstore indexed when they
-    /// were pushed, plus those listed in a client-maintained referrers tag (`sha256-<hex>`).
+    /// were pushed and that are still stored, plus those listed in a client-maintained
+    /// referrers tag (`sha256-<hex>`).
     pub fn referrers(
         &self,
         repo: &RepositoryName,
