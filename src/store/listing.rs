@@ -78,7 +78,8 @@ impl Store {
     }
 
     /// The manifests in `repo` whose `subject` is `subject`: those layerstore indexed when they
-    /// were pushed, plus those listed in a client-maintained referrers tag (`sha256-<hex>`).
+    /// were pushed and that are still stored, plus those listed in a client-maintained
+    /// referrers tag (`sha256-<hex>`).
     pub fn referrers(
         &self,
         repo: &RepositoryName,
@@ -115,7 +116,12 @@ impl Store {
             };
             let record = ReferrerRecord::from_json(&bytes)
                 .map_err(|source| StoreError::ReferrerCorrupt { path, source })?;
-            records.push(record);
+            // The referrer may have been deleted by another registry sharing the root
+            // (distribution's manifest DELETE or garbage-collect), which knows nothing of this
+            // index: list only referrers that can still be fetched.
+            if self.manifest_revision(repo, &record.digest)?.is_some() {
+                records.push(record);
+            }
         }
         Ok(records)
     }
