@@ -9,6 +9,7 @@
 //! | [`digest`] | `algorithm:hex` digests: parse, validate, print | pure |
 //! | [`hash`] | resumable SHA-256/512 states, own and Go encodings | pure |
 //! | [`filehash`] | hash files (mapped windows) and streams with flat memory | reads files |
+//! | [`tarsum`] | Docker TarSum v0/v1/dev: streaming, resumable, plain or gzip tar | pure |
 //! | [`fuzzing`] | entry points shared by the fuzz targets and the corpus replay test | pure |
 //!
 //! The binary (`src/main.rs`, `src/cli/`) is a thin clap front end over these modules.
@@ -21,6 +22,8 @@ pub mod digest;
 pub mod filehash;
 pub mod fuzzing;
 pub mod hash;
+pub mod tarsum;
 
 pub use digest::{Digest, DigestError};
 pub use hash::{Hasher, ResumableSha256, ResumableSha512, StateError};
+pub use tarsum::{TarSum, TarsumError, TarsumStateError};
