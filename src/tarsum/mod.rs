@@ -22,7 +22,7 @@
 mod entry;
 mod error;
 mod gosort;
-//GZ pub mod gzip;
+pub mod gzip;
 pub mod header;
 mod name;
 mod parser;
@@ -32,7 +32,7 @@ mod state;
 mod sums;
 
 pub use error::{TarsumError, TarsumStateError};
-//GZ pub use gzip::{Checkpoint, TarSumStream};
+pub use gzip::{Checkpoint, TarSumStream};
 
 use crate::digest::{Algorithm, Digest, HashAlgorithm, TarsumVersion};
 use crate::hash::Hasher;
@@ -136,7 +136,7 @@ impl TarSum {
 
     /// Serializes the whole state (see `docs/tarsum.md` for the format).
     pub fn encode(&self) -> Vec<u8> {
-        state::encode(&self.parser, &self.extra, self.parser.sums.len())
+        state::encode(&self.parser, &self.extra)
     }
 
     /// Restores a state written by [`encode`](Self::encode). Corrupt or hostile bytes give an
@@ -144,5 +144,15 @@ impl TarSum {
     pub fn decode(bytes: &[u8]) -> Result<Self, TarsumStateError> {
         let (parser, extra) = state::decode(bytes)?;
         Ok(TarSum { parser, extra })
+    }
+
+    /// The machine, for checkpoints taken by [`TarSumStream`].
+    pub(crate) fn parser_ref(&self) -> &Parser {
+        &self.parser
+    }
+
+    /// The extra bytes, for checkpoints taken by [`TarSumStream`].
+    pub(crate) fn extra_ref(&self) -> &[u8] {
+        &self.extra
     }
 }

@@ -29,9 +29,15 @@ const FORMAT_VERSION: u8 = 1;
 /// Longest name or link kept in a state: a PAX path can be as long as a PAX payload.
 const MAX_NAME: u64 = MAX_SPECIAL_LEN;
 
-/// Encodes `parser` with only its first `sum_count` sums (a gzip checkpoint's view).
-pub fn encode(parser: &Parser, extra: &[u8], sum_count: usize) -> Vec<u8> {
-    let mut w = Vec::with_capacity(128 + extra.len() + sum_count * 80);
+/// Encodes `parser` and `extra`.
+pub fn encode(parser: &Parser, extra: &[u8]) -> Vec<u8> {
+    finish_encode(encode_core(parser, extra), &parser.sums)
+}
+
+/// Everything but the per-file sums and the CRC: small (bounded by the pending meta data),
+/// so a gzip checkpoint can take it often.
+pub fn encode_core(parser: &Parser, extra: &[u8]) -> Vec<u8> {
+    let mut w = Vec::with_capacity(128 + extra.len() + parser.meta.len());
     w.extend_from_slice(MAGIC);
     w.push(FORMAT_VERSION);
     w.push(version_code(parser.version));
@@ -50,7 +56,12 @@ pub fn encode(parser: &Parser, extra: &[u8], sum_count: usize) -> Vec<u8> {
             put_bytes(&mut w, &open.hasher.encode());
         }
     }
-    let sums = &parser.sums[..sum_count.min(parser.sums.len())];
+    w
+}
+
+/// Appends `sums` and the CRC to a core from [`encode_core`].
+pub fn finish_encode(mut w: Vec<u8>, sums: &[FileSum]) -> Vec<u8> {
+    w.reserve(12 + sums.len() * 80);
     put_u64(&mut w, sums.len() as u64);
     for sum in sums {
         put_bytes(&mut w, &sum.name);
@@ -398,4 +409,9 @@ impl<'a> Reader<'a> {
             true => Ok(Some(self.bytes(field, MAX_NAME)?.to_vec())),
         }
     }
+}
+
+/// Appends a length-prefixed field (shared with the stream checkpoint format).
+pub(crate) fn write_bytes(w: &mut Vec<u8>, b: &[u8]) {
+    put_bytes(w, b);
 }

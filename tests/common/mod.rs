@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod archives;
+
 use std::path::PathBuf;
 
 /// `shared/testdata/tarsum`: beside the checkout in CI, else `/work/shared`.
