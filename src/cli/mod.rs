@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod digest;
+mod tarsum;
 
 /// layerstore: a content-addressable blob store for container registries.
 #[derive(Debug, Parser)]
@@ -17,6 +18,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Digest(digest::DigestArgs),
+    Tarsum(tarsum::TarsumArgs),
 }
 
 /// Parses the command line and runs the chosen subcommand.
@@ -24,5 +26,6 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Digest(args) => digest::run(args),
+        Command::Tarsum(args) => tarsum::run(args),
     }
 }
