@@ -127,7 +127,7 @@ impl Parser {
         while !input.is_empty() {
             match self.step(input) {
                 Ok(used) => {
-                    self.offset += used as u64;
+                    self.offset = self.offset.saturating_add(used as u64);
                     input = &input[used..];
                 }
                 Err(e) => {
@@ -202,7 +202,8 @@ impl Parser {
 
     /// A whole block has arrived; `used` bytes of it came from the current chunk.
     fn on_block(&mut self, used: usize) -> Result<(), TarsumError> {
-        let start = self.offset + used as u64 - BLOCK_LEN as u64;
+        // Saturating: a decoded state may carry any offset.
+        let start = (self.offset.saturating_add(used as u64)).saturating_sub(BLOCK_LEN as u64);
         let mut block = [0u8; BLOCK_LEN];
         block.copy_from_slice(&self.block);
         self.block.clear();
@@ -266,7 +267,7 @@ impl Parser {
 
     /// The meta payload is complete; `used` bytes of it came from the current chunk.
     fn finish_meta(&mut self, used: usize) -> Result<(), TarsumError> {
-        let end = self.offset + used as u64;
+        let end = self.offset.saturating_add(used as u64);
         let Phase::Meta {
             kind,
             padding,

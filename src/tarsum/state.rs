@@ -152,7 +152,9 @@ fn check_consistent(p: &Parser) -> Result<(), E> {
         return Err(E::Invalid("block"));
     }
     match &p.phase {
-        Phase::Meta { remaining, .. } if p.meta.len() as u64 + remaining > MAX_SPECIAL_LEN => {
+        Phase::Meta { remaining, .. }
+            if (p.meta.len() as u64).saturating_add(*remaining) > MAX_SPECIAL_LEN =>
+        {
             return Err(E::Invalid("meta"));
         }
         Phase::Meta { .. } => {}

@@ -218,7 +218,7 @@ impl TarSumStream {
         match &mut self.mode {
             Mode::Detect(_) => Ok(()),
             Mode::Plain => {
-                self.input_offset += input.len() as u64;
+                self.input_offset = self.input_offset.saturating_add(input.len() as u64);
                 self.tarsum.update(input)
             }
             Mode::Gzip(_) => self.feed_gzip(input),
@@ -231,7 +231,7 @@ impl TarSumStream {
             input = &input[used..];
         }
         // After the end-of-archive marker nothing is read, as in the reference.
-        self.input_offset += input.len() as u64;
+        self.input_offset = self.input_offset.saturating_add(input.len() as u64);
         Ok(())
     }
 
@@ -271,7 +271,7 @@ impl TarSumStream {
             }
             Part::Deflate => return self.inflate_step(input),
         };
-        self.input_offset += used as u64;
+        self.input_offset = self.input_offset.saturating_add(used as u64);
         Ok(used)
     }
 
@@ -288,7 +288,7 @@ impl TarSumStream {
         gz.crc.update(out);
         gz.isize = gz.isize.wrapping_add(step.produced as u32);
         self.tarsum.update(out)?;
-        self.input_offset += step.consumed as u64;
+        self.input_offset = self.input_offset.saturating_add(step.consumed as u64);
         match step.status {
             Status::DataError => return Err(TarsumError::Deflate { offset }),
             Status::StreamEnd => gz.part = Part::Trailer(Vec::with_capacity(8)),
@@ -332,6 +332,15 @@ impl TarSumStream {
     /// Fails if the gzip stream is cut inside a member before the tar end marker, or the tar
     /// itself is incomplete (see [`TarSum::finish`]).
     pub fn finish(&self) -> Result<crate::digest::Digest, TarsumError> {
+        if let Mode::Detect(seen) = &self.mode {
+            if !seen.is_empty() {
+                // One byte is neither a tar header nor a gzip header.
+                return Err(TarsumError::UnexpectedEof {
+                    offset: seen.len() as u64,
+                    inside: "a header",
+                });
+            }
+        }
         if let Mode::Gzip(gz) = &self.mode {
             let member_open = match &gz.part {
                 Part::Header(p) => p.seen > 0,
