@@ -154,3 +154,44 @@ fn corrupt_stream_states_are_rejected() {
         assert!(TarSumStream::resume(&bad).is_err(), "flip at {i}");
     }
 }
+
+/// Byte-at-a-time feeding makes input run out exactly at block ends, so the next call starts
+/// at a block boundary with a checkpoint due (zlib's `Z_BLOCK` then returns at once).
+#[test]
+fn gzip_byte_at_a_time_with_checkpoints() {
+    let items: Vec<_> = (0..3)
+        .map(|i| common::archives::Item::File(format!("f{i}"), 100_000))
+        .collect();
+    let tar = build(&items);
+    let gz = gzip(&tar, 9);
+    let mut stream = TarSumStream::new(TarSum::new(TarsumVersion::V1, HashAlgorithm::Sha256))
+        .with_checkpoint_interval(1000);
+    let mut checkpoints = std::collections::BTreeSet::new();
+    for (i, b) in gz.iter().enumerate() {
+        stream.update(std::slice::from_ref(b)).unwrap();
+        if i % 101 == 0 {
+            checkpoints.insert(stream.checkpoint().input_offset);
+        }
+    }
+    assert!(checkpoints.len() > 3, "{checkpoints:?}");
+    assert_eq!(
+        stream.finish().unwrap().to_string(),
+        one_pass_no_extra(&tar)
+    );
+    // Resume from every distinct checkpoint seen.
+    let mut stream = TarSumStream::new(TarSum::new(TarsumVersion::V1, HashAlgorithm::Sha256))
+        .with_checkpoint_interval(1000);
+    for (i, piece) in gz.chunks(777).enumerate() {
+        stream.update(piece).unwrap();
+        if i % 16 != 5 {
+            continue;
+        }
+        let cp = stream.checkpoint();
+        let mut resumed = TarSumStream::resume(&cp.state).unwrap();
+        resumed.update(&gz[cp.input_offset as usize..]).unwrap();
+        assert_eq!(
+            resumed.finish().unwrap().to_string(),
+            one_pass_no_extra(&tar)
+        );
+    }
+}

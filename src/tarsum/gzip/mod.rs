@@ -93,6 +93,8 @@ struct Gzip {
     crc: crc32fast::Hasher,
     /// This member's output length mod 2^32.
     isize: u32,
+    /// The last compressed byte consumed (holds the unused bits at a block boundary).
+    last_byte: u8,
     output: Vec<u8>,
 }
 
@@ -118,6 +120,7 @@ impl Gzip {
             inflater,
             crc,
             isize,
+            last_byte: resume.map_or(0, |r| r.value),
             output: vec![0u8; OUTPUT_CHUNK],
         })
     }
@@ -278,44 +281,52 @@ impl TarSumStream {
     /// Decompresses once and feeds the output to the TarSum; takes a checkpoint when one is
     /// due and the decoder stopped at a block boundary.
     fn inflate_step(&mut self, input: &[u8]) -> Result<usize, TarsumError> {
-        let due = self.input_offset.saturating_sub(self.snapshot.input_offset) >= self.interval;
         let offset = self.input_offset;
-        let Mode::Gzip(gz) = &mut self.mode else {
-            return Ok(input.len());
-        };
-        let step = gz.inflater.run(input, &mut gz.output, due);
-        let out = &gz.output[..step.produced];
-        gz.crc.update(out);
-        gz.isize = gz.isize.wrapping_add(step.produced as u32);
-        self.tarsum.update(out)?;
-        self.input_offset = self.input_offset.saturating_add(step.consumed as u64);
-        match step.status {
-            Status::DataError => return Err(TarsumError::Deflate { offset }),
-            Status::StreamEnd => gz.part = Part::Trailer(Vec::with_capacity(8)),
-            Status::Ok => {}
-        }
-        if due && step.at_block_boundary && step.status == Status::Ok {
-            let value = match step.consumed.checked_sub(1) {
-                Some(last) if step.bits > 0 => input[last],
-                _ => 0,
+        let mut stop_at_block =
+            self.input_offset.saturating_sub(self.snapshot.input_offset) >= self.interval;
+        loop {
+            let Mode::Gzip(gz) = &mut self.mode else {
+                return Ok(input.len());
             };
-            if step.bits == 0 || step.consumed > 0 {
+            let step = gz.inflater.run(input, &mut gz.output, stop_at_block);
+            let out = &gz.output[..step.produced];
+            gz.crc.update(out);
+            gz.isize = gz.isize.wrapping_add(step.produced as u32);
+            if let Some(last) = step.consumed.checked_sub(1) {
+                gz.last_byte = input[last];
+            }
+            self.tarsum.update(out)?;
+            self.input_offset = self.input_offset.saturating_add(step.consumed as u64);
+            match step.status {
+                Status::DataError => return Err(TarsumError::Deflate { offset }),
+                Status::StreamEnd => gz.part = Part::Trailer(Vec::with_capacity(8)),
+                Status::Ok => {}
+            }
+            if stop_at_block && step.at_block_boundary && step.status == Status::Ok {
                 let resume = GzipResume {
                     bits: step.bits,
-                    value,
+                    // The unused bits belong to the last byte consumed, in this call or an
+                    // earlier one.
+                    value: if step.bits > 0 { gz.last_byte } else { 0 },
                     window: gz.inflater.window(),
                     crc: gz.crc.clone().finalize(),
                     isize: gz.isize,
                 };
                 self.take_snapshot(Some(resume));
             }
+            if step.consumed == 0 && step.produced == 0 && step.status == Status::Ok {
+                if stop_at_block {
+                    // zlib's Z_BLOCK returns at once when already at a block boundary:
+                    // the snapshot (if any) is taken, so decode on without stopping.
+                    stop_at_block = false;
+                    continue;
+                }
+                // Non-empty input and free output space always make progress; never loop
+                // forever on a decoder surprise.
+                return Err(TarsumError::Deflate { offset });
+            }
+            return Ok(step.consumed);
         }
-        if step.consumed == 0 && step.produced == 0 && step.status == Status::Ok {
-            // No progress possible with this input (cannot happen with non-empty input and
-            // output space, but never loop forever on a decoder surprise).
-            return Err(TarsumError::Deflate { offset });
-        }
-        Ok(step.consumed)
     }
 
     fn take_snapshot(&mut self, gzip: Option<GzipResume>) {
