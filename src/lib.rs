@@ -26,4 +26,4 @@ pub mod tarsum;
 
 pub use digest::{Digest, DigestError};
 pub use hash::{Hasher, ResumableSha256, ResumableSha512, StateError};
-pub use tarsum::{TarSum, TarsumError, TarsumStateError};
+pub use tarsum::{TarSum, TarSumStream, TarsumError, TarsumStateError};

@@ -1,12 +1,12 @@
 //! Runs the built `layerstore tarsum` binary on the reference archives: plain, gzip, stdin,
 //! `--extra`, every version and hash, and archives the reference rejects.
 
-mod common;
+mod tarsum_common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::{tarsum_data, L1, L2};
+use tarsum_common::{tarsum_data, L1, L2};
 
 fn layerstore() -> Command {
     Command::new(env!("CARGO_BIN_EXE_layerstore"))

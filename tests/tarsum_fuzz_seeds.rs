@@ -1,7 +1,7 @@
 //! Replays the committed TarSum fuzz seeds (`fuzz/regressions/tarsum_*`) through their entry
 //! functions, and (ignored test) regenerates the seeds from the shared test data.
 
-mod common;
+mod tarsum_common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -41,10 +41,10 @@ fn replay_tarsum_seeds() {
 #[test]
 #[ignore]
 fn write_seeds() {
-    let l2 = common::read(&format!("{}/layer.tar", common::L2));
-    let xattr = common::read("xattr/layer.tar");
-    let iter4 = common::read("generated/iteration-4-xattrs-key1.tar");
-    let collision = common::read("collision/collision-0.tar");
+    let l2 = tarsum_common::read(&format!("{}/layer.tar", tarsum_common::L2));
+    let xattr = tarsum_common::read("xattr/layer.tar");
+    let iter4 = tarsum_common::read("generated/iteration-4-xattrs-key1.tar");
+    let collision = tarsum_common::read("collision/collision-0.tar");
     let with = |prefix: u8, tar: &[u8]| {
         let mut v = vec![prefix];
         v.extend_from_slice(&tar[..tar.len().min(4096)]);
@@ -77,7 +77,10 @@ fn write_seeds() {
     {
         use std::io::Write;
         let mut e = flate2::write::GzEncoder::new(&mut gz, flate2::Compression::new(1));
-        let big = common::archives::build(&[common::archives::Item::File("t".into(), 400_000)]);
+        let big = tarsum_common::archives::build(&[tarsum_common::archives::Item::File(
+            "t".into(),
+            400_000,
+        )]);
         e.write_all(&big).unwrap();
         e.finish().unwrap();
     }

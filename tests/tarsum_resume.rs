@@ -1,14 +1,14 @@
 //! Save/resume properties: random archives (built with the `tar` crate), cut at random
 //! offsets, saved and resumed at each cut, give the same sum as one pass; plain and gzip.
 
-mod common;
+mod tarsum_common;
 
 use std::io::Write;
 
-use common::archives::{build, items};
 use layerstore::digest::{HashAlgorithm, TarsumVersion};
 use layerstore::tarsum::{TarSum, TarSumStream};
 use proptest::prelude::*;
+use tarsum_common::archives::{build, items};
 
 fn one_pass(tar: &[u8], version: TarsumVersion) -> String {
     let mut t = TarSum::new(version, HashAlgorithm::Sha256).with_extra(&b"{}"[..]);
@@ -99,7 +99,7 @@ proptest! {
 #[test]
 fn gzip_checkpoints_advance_with_the_input() {
     let items: Vec<_> = (0..6)
-        .map(|i| common::archives::Item::File(format!("f{i}"), 200_000))
+        .map(|i| tarsum_common::archives::Item::File(format!("f{i}"), 200_000))
         .collect();
     let tar = build(&items);
     let gz = gzip(&tar, 6);
@@ -138,7 +138,7 @@ fn one_pass_no_extra(tar: &[u8]) -> String {
 /// Corrupt or truncated stream states are errors, never panics.
 #[test]
 fn corrupt_stream_states_are_rejected() {
-    let tar = build(&[common::archives::Item::File("a".into(), 70_000)]);
+    let tar = build(&[tarsum_common::archives::Item::File("a".into(), 70_000)]);
     let gz = gzip(&tar, 6);
     let mut stream = TarSumStream::new(TarSum::new(TarsumVersion::V1, HashAlgorithm::Sha256))
         .with_checkpoint_interval(1000);
@@ -160,7 +160,7 @@ fn corrupt_stream_states_are_rejected() {
 #[test]
 fn gzip_byte_at_a_time_with_checkpoints() {
     let items: Vec<_> = (0..3)
-        .map(|i| common::archives::Item::File(format!("f{i}"), 100_000))
+        .map(|i| tarsum_common::archives::Item::File(format!("f{i}"), 100_000))
         .collect();
     let tar = build(&items);
     let gz = gzip(&tar, 9);

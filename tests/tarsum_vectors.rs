@@ -5,13 +5,13 @@
 //! Rows 12-15 of the upstream table (md5, sha1, sha224, sha384) are not reproducible: the
 //! crate's `HashAlgorithm` only has sha256 and sha512, the only two a TarSum label can name.
 
-mod common;
+mod tarsum_common;
 
-use common::{read, L1, L2};
 use flate2::read::GzDecoder;
 use layerstore::digest::{HashAlgorithm, TarsumVersion};
 use layerstore::tarsum::TarSum;
 use std::io::Read;
+use tarsum_common::{read, L1, L2};
 
 fn version_of(label: &str) -> TarsumVersion {
     match label {

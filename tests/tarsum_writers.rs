@@ -6,7 +6,7 @@
 //! hashes them with `sha2` following the spec's rules (§4 field bytes, §7 combination).
 //! Where two writers store the same content, their sums must also agree.
 
-mod common;
+mod tarsum_common;
 
 use std::path::Path;
 use std::process::Command;
@@ -136,7 +136,7 @@ fn check(tar: &[u8], entries: &[E]) {
 }
 
 fn python_archives(dir: &Path) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/make_archives.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tarsum_make_archives.py");
     let status = Command::new("python3")
         .arg(script)
         .arg(dir)

@@ -1,4 +1,5 @@
-//! Helpers shared by the TarSum integration tests: where the shared test data lives.
+//! Helpers shared by the TarSum integration tests (`tests/tarsum_*.rs`): where the shared test
+//! data lives, and random archives for property tests.
 
 #![allow(dead_code)]
 
