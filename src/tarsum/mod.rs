@@ -76,6 +76,8 @@ impl TarSum {
     }
 
     /// Sets the "extra" bytes hashed before the per-file sums (Docker v1 used the image JSON).
+    ///
+    /// A saved state only decodes with at most 64 MiB of extra bytes.
     pub fn with_extra(mut self, extra: impl Into<Vec<u8>>) -> Self {
         self.extra = extra.into();
         self

@@ -28,6 +28,8 @@ const MAGIC: &[u8; 4] = b"LSTS";
 const FORMAT_VERSION: u8 = 1;
 /// Longest name or link kept in a state: a PAX path can be as long as a PAX payload.
 const MAX_NAME: u64 = MAX_SPECIAL_LEN;
+/// Largest "extra" accepted from a state (Docker's extra is an image JSON of a few KiB).
+pub const MAX_EXTRA: u64 = 64 << 20;
 
 /// Encodes `parser` and `extra`.
 pub fn encode(parser: &Parser, extra: &[u8]) -> Vec<u8> {
@@ -79,7 +81,7 @@ pub fn decode(bytes: &[u8]) -> Result<(Parser, Vec<u8>), E> {
     let version = version_from(r.u8()?)?;
     let hash = hash_from(r.u8()?)?;
     let offset = r.u64()?;
-    let extra = r.bytes("extra", u64::MAX)?.to_vec();
+    let extra = r.bytes("extra", MAX_EXTRA)?.to_vec();
     let phase = get_phase(&mut r)?;
     let block = r.bytes("block", BLOCK_LEN as u64 - 1)?.to_vec();
     let meta = r.bytes("meta", MAX_SPECIAL_LEN)?.to_vec();
@@ -416,4 +418,54 @@ impl<'a> Reader<'a> {
 /// Appends a length-prefixed field (shared with the stream checkpoint format).
 pub(crate) fn write_bytes(w: &mut Vec<u8>, b: &[u8]) {
     put_bytes(w, b);
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::digest::{HashAlgorithm, TarsumVersion};
+    use crate::tarsum::{TarSum, TarsumStateError};
+
+    /// A state in the middle of a PAX payload, with one completed entry.
+    fn sample() -> Vec<u8> {
+        let mut block = [0u8; 512];
+        block[..1].copy_from_slice(b"f");
+        block[100..108].copy_from_slice(b"0000644\0");
+        block[124..136].copy_from_slice(b"00000000003\0");
+        block[156] = b'0';
+        block[148..156].fill(b' ');
+        let sum: u32 = block.iter().map(|&b| u32::from(b)).sum();
+        block[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        let mut t = TarSum::new(TarsumVersion::V1, HashAlgorithm::Sha256).with_extra(&b"x"[..]);
+        t.update(&block).unwrap();
+        t.update(b"ab").unwrap(); // inside the data
+        t.encode()
+    }
+
+    #[test]
+    fn truncations_and_bit_flips_are_errors() {
+        let bytes = sample();
+        assert!(TarSum::decode(&bytes).is_ok());
+        for cut in 0..bytes.len() {
+            assert!(TarSum::decode(&bytes[..cut]).is_err(), "cut {cut}");
+        }
+        for bit in 0..bytes.len() * 8 {
+            let mut bad = bytes.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            assert!(TarSum::decode(&bad).is_err(), "bit {bit}");
+        }
+    }
+
+    /// A hostile state with a valid CRC but absurd lengths is rejected without allocating.
+    #[test]
+    fn hostile_lengths_are_capped() {
+        let mut bytes = b"LSTS\x01\x01\x01".to_vec();
+        bytes.extend_from_slice(&0u64.to_be_bytes());
+        bytes.extend_from_slice(&u32::MAX.to_be_bytes()); // extra length
+        let crc = crc32fast::hash(&bytes);
+        bytes.extend_from_slice(&crc.to_be_bytes());
+        assert!(matches!(
+            TarSum::decode(&bytes),
+            Err(TarsumStateError::TooLong { field: "extra", .. })
+        ));
+    }
 }
