@@ -114,3 +114,13 @@ fn rejected_archives_fail_with_a_message() {
     assert!(!ok);
     assert!(err.contains("/nonexistent/layer.tar"), "{err}");
 }
+
+#[test]
+fn legacy_owner_names_flag() {
+    let tar = path("collision/collision-0.tar");
+    let (ok, out, _) = run(&["--version", "v0", "--legacy-owner-names", &tar], None);
+    assert!(ok);
+    assert!(out.starts_with(
+        "tarsum+sha256:08653904a68d3ab5c59e65ef58c49c1581caa3c34744f8d354b3f575ea04424a  "
+    ));
+}

@@ -246,3 +246,45 @@ fn empty_inputs_give_the_hash_of_nothing() {
         check(&[0u8; 512], None, &expected);
     }
 }
+
+/// VECTORS.md "Values from before March 2018": uname/gname hashed with their values.
+#[test]
+fn pre_2018_legacy_owner_names() {
+    let rows = [
+        (
+            "collision/collision-0.tar",
+            "08653904a68d3ab5c59e65ef58c49c1581caa3c34744f8d354b3f575ea04424a",
+        ),
+        (
+            "collision/collision-1.tar",
+            "b51c13fbefe158b5ce420d2b930eef54c5cd55c50a2ee4abdddea8fa9f081e0d",
+        ),
+        (
+            "collision/collision-2.tar",
+            "381547080919bb82691e995508ae20ed33ce0f6948d41cafbeb70ce20c73ee8e",
+        ),
+        (
+            "collision/collision-3.tar",
+            "f886e431c08143164a676805205979cd8fa535dfcef714db5515650eea5a7c0f",
+        ),
+    ];
+    for (file, expected) in rows {
+        let tar = read(file);
+        let mut t = TarSum::new(TarsumVersion::V0, HashAlgorithm::Sha256).with_legacy_owner_names();
+        t.update(&tar[..tar.len() / 3]).unwrap();
+        let mut t = TarSum::decode(&t.encode()).unwrap();
+        t.update(&tar[tar.len() / 3..]).unwrap();
+        assert_eq!(
+            t.finish().unwrap().to_string(),
+            format!("tarsum+sha256:{expected}")
+        );
+    }
+    // The L1/L2/xattr layers have empty uname/gname: the dialect does not change them.
+    let l1 = read(&format!("{L1}/layer.tar"));
+    let mut t = TarSum::new(TarsumVersion::V0, HashAlgorithm::Sha256).with_legacy_owner_names();
+    t.update(&l1).unwrap();
+    assert_eq!(
+        t.finish().unwrap().hex(),
+        "5e2c2a5b29c91f5ae3323f6cd74d1274c99de342669cb2e0c2b99f5e69c15598"
+    );
+}

@@ -25,6 +25,9 @@ pub struct TarsumArgs {
     /// Hash for the per-file and final sums.
     #[arg(long, value_enum, default_value_t = AlgorithmArg::Sha256)]
     hash: AlgorithmArg,
+    /// Hash uname and gname with their values, as Docker did before March 2018.
+    #[arg(long)]
+    legacy_owner_names: bool,
     /// File whose bytes are hashed before the per-file sums (Docker v1: the image JSON).
     #[arg(long, value_name = "FILE")]
     extra: Option<PathBuf>,
@@ -86,6 +89,9 @@ pub fn run(args: TarsumArgs) -> ExitCode {
 
 fn compute(args: &TarsumArgs) -> Result<Digest, CliError> {
     let mut tarsum = TarSum::new(args.tarsum_version.into(), HashAlgorithm::from(args.hash));
+    if args.legacy_owner_names {
+        tarsum = tarsum.with_legacy_owner_names();
+    }
     if let Some(path) = &args.extra {
         let extra = std::fs::read(path).map_err(|source| CliError::Extra {
             path: path.display().to_string(),

@@ -32,6 +32,10 @@ pub struct Entry {
     pub typeflag: u8,
     /// Link target.
     pub linkname: Vec<u8>,
+    /// Owner name (hashed only in the legacy dialect).
+    pub uname: Vec<u8>,
+    /// Group name (hashed only in the legacy dialect).
+    pub gname: Vec<u8>,
     /// Device major.
     pub devmajor: i64,
     /// Device minor.
@@ -87,6 +91,8 @@ pub fn merge(raw: RawHeader, pending: &Pending) -> Result<(Entry, u64), EntryFau
         mtime: raw.mtime,
         typeflag: raw.typeflag,
         linkname: raw.linkname,
+        uname: raw.uname,
+        gname: raw.gname,
         devmajor: raw.devmajor,
         devminor: raw.devminor,
         xattrs: BTreeMap::new(),
@@ -137,6 +143,8 @@ pub fn global(raw_name: Vec<u8>, records: &Records) -> Entry {
         mtime: GO_ZERO_TIME,
         typeflag: b'g',
         linkname: Vec::new(),
+        uname: Vec::new(),
+        gname: Vec::new(),
         devmajor: 0,
         devminor: 0,
         xattrs: xattrs(records),
@@ -151,6 +159,8 @@ fn apply_records(entry: &mut Entry, records: &Records) -> Result<(), EntryFault>
         match key.as_slice() {
             b"path" => entry.name.clone_from(value),
             b"linkpath" => entry.linkname.clone_from(value),
+            b"uname" => entry.uname.clone_from(value),
+            b"gname" => entry.gname.clone_from(value),
             b"uid" => entry.uid = int("uid")?,
             b"gid" => entry.gid = int("gid")?,
             b"size" => entry.size = int("size")?,
@@ -203,6 +213,8 @@ mod tests {
             mtime: 0,
             typeflag,
             linkname: Vec::new(),
+            uname: b"user".to_vec(),
+            gname: b"group".to_vec(),
             devmajor: 0,
             devminor: 0,
         }

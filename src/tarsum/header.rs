@@ -50,6 +50,10 @@ pub struct RawHeader {
     pub typeflag: u8,
     /// Link target.
     pub linkname: Vec<u8>,
+    /// Owner name (empty for V7).
+    pub uname: Vec<u8>,
+    /// Group name (empty for V7).
+    pub gname: Vec<u8>,
     /// Device major number (0 for V7).
     pub devmajor: i64,
     /// Device minor number (0 for V7).
@@ -73,12 +77,16 @@ pub fn decode(block: &[u8; BLOCK_LEN]) -> Result<RawHeader, HeaderFault> {
         mtime: numeric(&block[136..148], "mtime")?,
         typeflag: block[156],
         linkname: c_string(&block[157..257]).to_vec(),
+        uname: Vec::new(),
+        gname: Vec::new(),
         devmajor: 0,
         devminor: 0,
     };
     if format == Format::V7 {
         return Ok(header);
     }
+    header.uname = c_string(&block[265..297]).to_vec();
+    header.gname = c_string(&block[297..329]).to_vec();
     header.devmajor = numeric(&block[329..337], "devmajor")?;
     header.devminor = numeric(&block[337..345], "devminor")?;
     let prefix = match format {

@@ -83,6 +83,14 @@ impl TarSum {
         self
     }
 
+    /// Hashes uname and gname with their real values, as Docker did before March 2018
+    /// (moby `a422774e59`, "Fix tarsum for go 1.10"). Registry v1-era checksums need this;
+    /// the reference (and the default) hashes them empty.
+    pub fn with_legacy_owner_names(mut self) -> Self {
+        self.parser.legacy_names = true;
+        self
+    }
+
     /// The version being computed.
     pub fn version(&self) -> TarsumVersion {
         self.parser.version

@@ -82,6 +82,8 @@ pub struct Parser {
     pub version: TarsumVersion,
     /// Hash of per-file sums and of the final sum.
     pub hash: HashAlgorithm,
+    /// Hash uname and gname with their values (Docker before 2018-03).
+    pub legacy_names: bool,
     /// Position in the stream.
     pub phase: Phase,
     /// Partial header block (below 512 bytes between calls).
@@ -104,6 +106,7 @@ impl Parser {
         Parser {
             version,
             hash,
+            legacy_names: false,
             phase: Phase::Header,
             block: Vec::with_capacity(BLOCK_LEN),
             meta: Vec::new(),
@@ -324,7 +327,7 @@ impl Parser {
 
     fn open_entry(&mut self, entry: &Entry) {
         let mut fields = Vec::with_capacity(128 + entry.name.len() + entry.linkname.len());
-        encode_header(self.version, entry, &mut fields);
+        encode_header(self.version, self.legacy_names, entry, &mut fields);
         let mut hasher = Hasher::new(self.hash);
         hasher.update(&fields);
         self.open = Some(OpenEntry {

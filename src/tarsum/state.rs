@@ -3,6 +3,7 @@
 //! ```text
 //! "LSTS"  magic                     u8  format version (1)
 //! u8      tarsum version (0,1,2)    u8  hash (1 sha256, 2 sha512)
+//! u8      flags (bit 0: legacy uname/gname hashing)
 //! u64     tar offset                bytes extra
 //! phase   u8 tag + fields           bytes partial header block (< 512)
 //! bytes   partial meta payload      pending: PAX records?, long name?, long link?
@@ -44,6 +45,7 @@ pub fn encode_core(parser: &Parser, extra: &[u8]) -> Vec<u8> {
     w.push(FORMAT_VERSION);
     w.push(version_code(parser.version));
     w.push(hash_code(parser.hash));
+    w.push(u8::from(parser.legacy_names));
     put_u64(&mut w, parser.offset);
     put_bytes(&mut w, extra);
     put_phase(&mut w, &parser.phase);
@@ -80,6 +82,7 @@ pub fn decode(bytes: &[u8]) -> Result<(Parser, Vec<u8>), E> {
     let mut r = Reader { rest: body };
     let version = version_from(r.u8()?)?;
     let hash = hash_from(r.u8()?)?;
+    let legacy_names = r.flag()?;
     let offset = r.u64()?;
     let extra = r.bytes("extra", MAX_EXTRA)?.to_vec();
     let phase = get_phase(&mut r)?;
@@ -115,6 +118,7 @@ pub fn decode(bytes: &[u8]) -> Result<(Parser, Vec<u8>), E> {
     let parser = Parser {
         version,
         hash,
+        legacy_names,
         phase,
         block,
         meta,
@@ -458,7 +462,7 @@ mod tests {
     /// A hostile state with a valid CRC but absurd lengths is rejected without allocating.
     #[test]
     fn hostile_lengths_are_capped() {
-        let mut bytes = b"LSTS\x01\x01\x01".to_vec();
+        let mut bytes = b"LSTS\x01\x01\x01\x00".to_vec();
         bytes.extend_from_slice(&0u64.to_be_bytes());
         bytes.extend_from_slice(&u32::MAX.to_be_bytes()); // extra length
         let crc = crc32fast::hash(&bytes);
