@@ -195,3 +195,26 @@ fn gzip_byte_at_a_time_with_checkpoints() {
         );
     }
 }
+
+/// A gzip member with a wrong CRC-32 fails while the tar still needs bytes, and the stream
+/// stays failed; after the end-of-archive marker the trailer is never looked at.
+#[test]
+fn gzip_trailer_errors_follow_the_reference() {
+    let tar = build(&[tarsum_common::archives::Item::File("a".into(), 3000)]);
+    let entries_only = &tar[..tar.len() - 1024]; // no end-of-archive marker
+    for (data, expect_ok) in [(&tar[..], true), (entries_only, false)] {
+        let mut gz = gzip(data, 6);
+        let n = gz.len();
+        gz[n - 8] ^= 0xff; // corrupt the CRC-32
+        let mut s = TarSumStream::new(TarSum::new(TarsumVersion::V1, HashAlgorithm::Sha256));
+        let result = s.update(&gz).and_then(|()| s.finish());
+        assert_eq!(result.is_ok(), expect_ok, "{result:?}");
+        if !expect_ok {
+            assert!(matches!(
+                result,
+                Err(layerstore::TarsumError::GzipChecksum { .. })
+            ));
+            assert_eq!(s.update(b"x"), Err(layerstore::TarsumError::AlreadyFailed));
+        }
+    }
+}

@@ -71,6 +71,8 @@ pub struct TarSumStream {
     input_offset: u64,
     snapshot: Snapshot,
     interval: u64,
+    /// An update failed: every later call fails too.
+    failed: bool,
 }
 
 /// How the input is being read.
@@ -167,6 +169,7 @@ impl TarSumStream {
             input_offset: 0,
             snapshot,
             interval: CHECKPOINT_INTERVAL,
+            failed: false,
         }
     }
 
@@ -193,8 +196,18 @@ impl TarSumStream {
         self.input_offset
     }
 
-    /// Feeds the next input bytes (compressed or plain).
+    /// Feeds the next input bytes (compressed or plain). After an error every later call
+    /// fails too.
     pub fn update(&mut self, input: &[u8]) -> Result<(), TarsumError> {
+        if self.failed {
+            return Err(TarsumError::AlreadyFailed);
+        }
+        let result = self.detect_and_feed(input);
+        self.failed = result.is_err();
+        result
+    }
+
+    fn detect_and_feed(&mut self, input: &[u8]) -> Result<(), TarsumError> {
         if let Mode::Detect(seen) = &mut self.mode {
             // Hold back bytes until the first two decide the format; they are replayed
             // below, so `input_offset` stays 0 (and a checkpoint is the start) until then.
@@ -343,6 +356,9 @@ impl TarSumStream {
     /// Fails if the gzip stream is cut inside a member before the tar end marker, or the tar
     /// itself is incomplete (see [`TarSum::finish`]).
     pub fn finish(&self) -> Result<crate::digest::Digest, TarsumError> {
+        if self.failed {
+            return Err(TarsumError::AlreadyFailed);
+        }
         if let Mode::Detect(seen) = &self.mode {
             if !seen.is_empty() {
                 // One byte is neither a tar header nor a gzip header.
