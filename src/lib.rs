@@ -1,6 +1,7 @@
 //! # layerstore
 //!
-//! A content-addressable blob store for container registries.
+//! A content-addressable blob store for container registries: resumable SHA-256 and TarSum,
+//! storage laid out exactly like the distribution registry's, and an OCI distribution server.
 //!
 //! Read this crate from the bottom up; nothing calls upward:
 //!
@@ -8,12 +9,13 @@
 //! |---|---|---|
 //! | [`digest`] | `algorithm:hex` digests: parse, validate, print | pure |
 //! | [`hash`] | resumable SHA-256/512 states, own and Go encodings | pure |
-//! | [`filehash`] | hash files (mapped windows) and streams with flat memory | reads files |
-//! | [`http`] | OCI distribution API: `Range`/`Content-Range` parsing, `_state` tokens, error codes | pure (so far) |
-//! | [`names`] | validated repository names, tags, upload ids | pure |
-//! | [`storage`] | storage drivers (filesystem, in-memory), validated paths, distribution's layout | files |
-//! | [`store`] | blob store: links, resumable uploads, atomic publish, purge, fsck | files |
+//! | [`names`] | validated repository names, tags, upload ids, references | pure |
 //! | [`manifest`] | manifest parsing and validation, Accept, referrers, pagination | pure |
+//! | [`tarsum`] | Docker TarSum v0/v1/dev: streaming, resumable, plain or gzip tar | pure |
+//! | [`storage`] | storage drivers (filesystem, in-memory), validated paths, distribution's layout | files |
+//! | [`store`] | blobs, resumable uploads, manifests, tags, referrers, purge, fsck | via a driver |
+//! | [`filehash`] | hash files (mapped windows) and streams with flat memory | reads files |
+//! | [`http`] | the OCI distribution API on hyper + tokio: routes, handlers, errors, tokens | sockets |
 //! | [`fuzzing`] | entry points shared by the fuzz targets and the corpus replay test | pure |
 //!
 //! The binary (`src/main.rs`, `src/cli/`) is a thin clap front end over these modules.
@@ -31,7 +33,10 @@ pub mod manifest;
 pub mod names;
 pub mod storage;
 pub mod store;
+pub mod tarsum;
 
 pub use digest::{Digest, DigestError};
 pub use hash::{Hasher, ResumableSha256, ResumableSha512, StateError};
 pub use manifest::{Manifest, ManifestError, ParsedManifest};
+pub use store::{Store, StoreError};
+pub use tarsum::{TarSum, TarSumStream, TarsumError, TarsumStateError};

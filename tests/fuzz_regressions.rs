@@ -18,6 +18,9 @@ fn entry(target: &str) -> Option<fn(&[u8])> {
         "storage_names" => storage_names,
         "storage_link" => storage_link,
         "store_upload_ops" => store_upload_ops,
+        "tarsum_stream" => tarsum_stream,
+        "tarsum_state" => tarsum_state,
+        "tarsum_gzip" => tarsum_gzip,
         _ => return None,
     })
 }

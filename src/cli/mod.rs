@@ -11,6 +11,7 @@ mod get;
 mod purge;
 mod put;
 mod serve;
+mod tarsum;
 
 /// layerstore: a content-addressable blob store for container registries.
 #[derive(Debug, Parser)]
@@ -30,6 +31,7 @@ enum Command {
     PurgeUploads(purge::PurgeArgs),
     #[command(hide = true)]
     CrashWorker(crash_worker::CrashWorkerArgs),
+    Tarsum(tarsum::TarsumArgs),
 }
 
 /// Parses the command line and runs the chosen subcommand.
@@ -43,5 +45,6 @@ pub fn run() -> ExitCode {
         Command::Fsck(args) => fsck::run(args),
         Command::PurgeUploads(args) => purge::run(args),
         Command::CrashWorker(args) => crash_worker::run(args),
+        Command::Tarsum(args) => tarsum::run(args),
     }
 }
