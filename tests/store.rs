@@ -410,42 +410,6 @@ fn concurrent_uploads(store: &Store) {
     assert!(store.fsck(&|_| {}).unwrap().is_clean());
 }
 
-fn tags_follow_distributions_layout(store: &Store) {
-    use layerstore::names::Tag;
-    let r = repo("tagged/app");
-    assert!(matches!(store.tags(&r), Err(StoreError::NameUnknown(_))));
-    let (v1, latest) = (Tag::parse("v1").unwrap(), Tag::parse("latest").unwrap());
-    let (m1, m2) = (Digest::sha256(b"m1"), Digest::sha256(b"m2"));
-    store.tag(&r, &latest, &m1).unwrap();
-    store.tag(&r, &v1, &m1).unwrap();
-    store.tag(&r, &latest, &m2).unwrap();
-    assert_eq!(store.resolve_tag(&r, &latest).unwrap(), m2);
-    assert_eq!(store.resolve_tag(&r, &v1).unwrap(), m1);
-    assert_eq!(store.tags(&r).unwrap(), [latest.clone(), v1.clone()]);
-    let d = store.driver();
-    for m in [&m1, &m2] {
-        let index = PathSpec::TagIndexEntryLink {
-            repo: &r,
-            tag: &latest,
-            digest: m,
-        };
-        assert_eq!(
-            d.get_content(&index.to_path().unwrap()).unwrap(),
-            m.to_string().as_bytes()
-        );
-    }
-    store.untag(&r, &latest).unwrap();
-    assert!(matches!(
-        store.resolve_tag(&r, &latest),
-        Err(StoreError::TagUnknown(_))
-    ));
-    assert!(matches!(
-        store.untag(&r, &latest),
-        Err(StoreError::TagUnknown(_))
-    ));
-    assert_eq!(store.tags(&r).unwrap(), [v1]);
-}
-
 macro_rules! store_suite {
     ($module:ident, $make:expr) => {
         mod $module {
@@ -494,11 +458,6 @@ macro_rules! store_suite {
             fn fsck_finds_problems() {
                 let (_keep, s) = $make;
                 super::fsck_finds_problems(&s);
-            }
-            #[test]
-            fn tags_follow_distributions_layout() {
-                let (_keep, s) = $make;
-                super::tags_follow_distributions_layout(&s);
             }
             #[test]
             fn concurrent_uploads() {

@@ -5,7 +5,7 @@ use std::io;
 
 use crate::digest::{Digest, DigestError};
 use crate::hash::StateError;
-use crate::names::{RepositoryName, Tag, UploadId};
+use crate::names::{RepositoryName, UploadId};
 use crate::storage::{DriverPath, PathError, StorageError};
 
 /// A failed store operation.
@@ -54,9 +54,6 @@ pub enum StoreError {
         /// The blob's size.
         size: u64,
     },
-    /// The tag does not exist (`MANIFEST_UNKNOWN`).
-    #[error("tag unknown: {0}")]
-    TagUnknown(Tag),
     /// The repository does not exist (`NAME_UNKNOWN`).
     #[error("repository name unknown: {0}")]
     NameUnknown(RepositoryName),

@@ -6,7 +6,6 @@
 //!   publish atomically; uploads begun by distribution resume the same way.
 //! - [`purge`]: distribution's rule for removing old upload sessions.
 //! - [`fsck`]: a parallel re-hash of every blob and a check of every link.
-//! - [`tags`]: tag links (`current` and history), without manifest parsing.
 //!
 //! A [`Store`] is cheap to clone and safe to share between threads. There is no global lock:
 //! the only lock is a set of upload ids open in this process, so that two requests cannot
@@ -47,7 +46,6 @@ pub mod fsck;
 pub mod purge;
 pub mod rfc3339;
 mod stream;
-pub mod tags;
 pub mod upload;
 
 use std::collections::HashSet;
