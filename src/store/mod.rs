@@ -45,6 +45,7 @@ mod error;
 pub mod fsck;
 pub mod purge;
 pub mod rfc3339;
+mod session;
 mod stream;
 pub mod upload;
 
