@@ -235,6 +235,24 @@ impl UploadId {
     }
 }
 
+/// What a manifest request names: a tag or a digest.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Reference {
+    /// A tag such as `latest`.
+    Tag(Tag),
+    /// A content digest.
+    Digest(crate::digest::Digest),
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reference::Tag(tag) => tag.fmt(f),
+            Reference::Digest(digest) => digest.fmt(f),
+        }
+    }
+}
+
 /// True when `s` has the `8-4-4-4-12` UUID shape in either hex case. This is the purger's rule
 /// (distribution treats any such directory name as an upload id); [`UploadId::parse`] is stricter.
 pub fn looks_like_uuid(s: &str) -> bool {

@@ -10,6 +10,7 @@ mod fsck;
 mod get;
 mod purge;
 mod put;
+mod serve;
 
 /// layerstore: a content-addressable blob store for container registries.
 #[derive(Debug, Parser)]
@@ -21,6 +22,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Serve(serve::ServeArgs),
     Digest(digest::DigestArgs),
     Put(put::PutArgs),
     Get(get::GetArgs),
@@ -34,6 +36,7 @@ enum Command {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve(args) => serve::run(args),
         Command::Digest(args) => digest::run(args),
         Command::Put(args) => put::run(args),
         Command::Get(args) => get::run(args),

@@ -101,6 +101,25 @@ pub enum PathSpec<'a> {
         /// A manifest the tag pointed at.
         digest: &'a Digest,
     },
+    /// `<root>/repositories/<name>/_manifests/referrers/<alg>/<hex>`: layerstore's index of the
+    /// manifests whose `subject` is this digest (not part of distribution's layout, which has no
+    /// referrers API; distribution ignores it).
+    ReferrersDir {
+        /// The repository.
+        repo: &'a RepositoryName,
+        /// The subject digest.
+        subject: &'a Digest,
+    },
+    /// `<root>/repositories/<name>/_manifests/referrers/<alg>/<hex>/<alg>/<hex>/descriptor`: one
+    /// referrer's descriptor (a JSON `ReferrerRecord`).
+    ReferrerDescriptor {
+        /// The repository.
+        repo: &'a RepositoryName,
+        /// The subject digest.
+        subject: &'a Digest,
+        /// The referring manifest.
+        referrer: &'a Digest,
+    },
     /// `<root>/repositories/<name>/_uploads`.
     UploadsDir {
         /// The repository.
@@ -206,6 +225,20 @@ impl PathSpec<'_> {
                 "{}/index/{}/link",
                 TagDir { repo, tag }.render(),
                 digest_dir(digest)
+            ),
+            ReferrersDir { repo, subject } => format!(
+                "{}/_manifests/referrers/{}",
+                Repository { repo }.render(),
+                digest_dir(subject)
+            ),
+            ReferrerDescriptor {
+                repo,
+                subject,
+                referrer,
+            } => format!(
+                "{}/{}/descriptor",
+                ReferrersDir { repo, subject }.render(),
+                digest_dir(referrer)
             ),
             UploadsDir { repo } => format!("{}/_uploads", Repository { repo }.render()),
             UploadDir { repo, id } => format!("{}/{id}", UploadsDir { repo }.render()),
@@ -357,6 +390,21 @@ mod tests {
                     digest: &d,
                 },
                 format!("{rr}/_manifests/tags/3.19/index/sha256/{h}/link"),
+            ),
+            (
+                PathSpec::ReferrersDir {
+                    repo: &repo,
+                    subject: &d,
+                },
+                format!("{rr}/_manifests/referrers/sha256/{h}"),
+            ),
+            (
+                PathSpec::ReferrerDescriptor {
+                    repo: &repo,
+                    subject: &d,
+                    referrer: &d,
+                },
+                format!("{rr}/_manifests/referrers/sha256/{h}/sha256/{h}/descriptor"),
             ),
             (
                 PathSpec::UploadsDir { repo: &repo },

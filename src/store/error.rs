@@ -5,7 +5,8 @@ use std::io;
 
 use crate::digest::{Digest, DigestError};
 use crate::hash::StateError;
-use crate::names::{RepositoryName, UploadId};
+use crate::manifest::{ManifestError, ReferrerRecordError};
+use crate::names::{Reference, RepositoryName, UploadId};
 use crate::storage::{DriverPath, PathError, StorageError};
 
 /// A failed store operation.
@@ -53,6 +54,33 @@ pub enum StoreError {
         end: u64,
         /// The blob's size.
         size: u64,
+    },
+    /// No manifest under that tag or digest in the repository (`MANIFEST_UNKNOWN`).
+    #[error("manifest unknown: {0}")]
+    ManifestUnknown(Reference),
+    /// The body is not a manifest layerstore can store (`MANIFEST_INVALID` and friends).
+    #[error("manifest invalid: {0}")]
+    ManifestInvalid(#[from] ManifestError),
+    /// The manifest references blobs or manifests the repository does not have
+    /// (`MANIFEST_BLOB_UNKNOWN`, one error per digest).
+    #[error("manifest references {} unknown blob(s) or manifest(s)", .0.len())]
+    ManifestBlobUnknown(Vec<Digest>),
+    /// A manifest pushed by digest whose bytes have another digest (`DIGEST_INVALID`).
+    #[error("manifest digest mismatch: pushed as {claimed}, content is {actual}")]
+    ManifestDigestMismatch {
+        /// The digest in the request.
+        claimed: Digest,
+        /// The digest of the bytes.
+        actual: Digest,
+    },
+    /// A stored referrer descriptor that cannot be read back.
+    #[error("{path}: unreadable referrer descriptor: {source}")]
+    ReferrerCorrupt {
+        /// The descriptor file.
+        path: DriverPath,
+        /// Why it does not parse.
+        #[source]
+        source: ReferrerRecordError,
     },
     /// The repository does not exist (`NAME_UNKNOWN`).
     #[error("repository name unknown: {0}")]

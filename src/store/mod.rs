@@ -4,6 +4,8 @@
 //!   (stat, open as a zero-copy [`BlobBody`], ranges, unlink, cross-repository mount).
 //! - [`upload`]: resumable uploads that hash while writing, checkpoint Go-format hash states and
 //!   publish atomically; uploads begun by distribution resume the same way.
+//! - [`manifests`]: manifests as blobs plus revision links, tags, the referrers index; the
+//!   tag list, catalog and referrers listings.
 //! - [`purge`]: distribution's rule for removing old upload sessions.
 //! - [`fsck`]: a parallel re-hash of every blob and a check of every link.
 //!
@@ -43,6 +45,8 @@ pub mod blobs;
 pub mod body;
 mod error;
 pub mod fsck;
+mod listing;
+pub mod manifests;
 pub mod purge;
 pub mod rfc3339;
 mod session;
@@ -62,6 +66,7 @@ pub use blobs::BlobInfo;
 pub use body::{BlobBody, ByteRange};
 pub use error::StoreError;
 pub use fsck::{FsckProblem, FsckReport};
+pub use manifests::{ManifestContent, StoredManifest};
 pub use purge::PurgeReport;
 pub use upload::{Upload, UploadStatus};
 

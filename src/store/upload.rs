@@ -117,7 +117,9 @@ impl Store {
         let data = PathSpec::UploadData { repo, id }.to_path()?;
         let offset = match self.driver.stat(&data) {
             Ok(info) => info.size,
-            // Same answer as `resume_upload` would give: a crashed commit's bytes count.
+            // No `data`: nothing received yet, or a commit moved it into the blob store and
+            // crashed before finishing. Same answer as `resume_upload` gives (without restoring
+            // anything or claiming the session), so the status agrees with the next PATCH.
             Err(StorageError::NotFound(_)) => {
                 let session = Session {
                     driver: &*self.driver,
