@@ -171,9 +171,13 @@ fn sigkill_at_random_instants_loses_nothing_acknowledged() {
             interrupted += 1;
             let bytes = &files[name];
             let digest = Digest::sha256(bytes);
+            // A client asks for the status first and sends from there: it must agree with
+            // what resuming finds.
+            let status = store.upload_status(&repo, id).map(|s| s.offset).ok();
             match store.resume_upload(&repo, id) {
                 Ok(mut upload) => {
                     let offset = upload.offset();
+                    assert_eq!(status, Some(offset), "round {round}, seed {seed}: status");
                     assert!(
                         offset <= bytes.len() as u64,
                         "seed {seed}: offset past the data"

@@ -521,6 +521,11 @@ fn a_crash_after_publishing_is_finished_by_resume() {
         Err(StoreError::BlobUnknown(_))
     ));
 
+    // Status and resume agree on the offset, so a client that sends "the rest" sends nothing.
+    assert_eq!(
+        store.upload_status(&r, &id).unwrap().offset,
+        data.len() as u64
+    );
     let up = store.resume_upload(&r, &id).unwrap();
     assert_eq!(up.offset(), data.len() as u64);
     up.commit(&d, None).unwrap();

@@ -64,9 +64,17 @@ impl FsFileWriter {
         if let Err(e) = self.join_flusher() {
             self.flush_error.get_or_insert(e);
         }
-        if let Ok(handle) = self.file.try_clone() {
+        // Write-behind is an optimisation: if no handle or thread can be had, the final sync
+        // does all the work instead.
+        let Ok(handle) = self.file.try_clone() else {
+            return;
+        };
+        let spawned = std::thread::Builder::new()
+            .name("layerstore-flush".into())
+            .spawn(move || handle.sync_data());
+        if let Ok(flusher) = spawned {
             self.unflushed = 0;
-            self.flusher = Some(std::thread::spawn(move || handle.sync_data()));
+            self.flusher = Some(flusher);
         }
     }
 

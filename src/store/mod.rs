@@ -49,6 +49,7 @@ mod listing;
 pub mod manifests;
 pub mod purge;
 pub mod rfc3339;
+mod session;
 mod stream;
 pub mod upload;
 

@@ -19,6 +19,7 @@ use crate::hash::{Hasher, ResumableSha256};
 use crate::names::{RepositoryName, UploadId};
 use crate::storage::{DriverPath, FileWriter, PathSpec, StorageDriver, StorageError};
 
+use super::session::Session;
 use super::stream::{fill, hash_range};
 use super::{rfc3339, BlobInfo, Store, StoreError, UploadClaim};
 
@@ -117,13 +118,16 @@ impl Store {
         let offset = match self.driver.stat(&data) {
             Ok(info) => info.size,
             // No `data`: nothing received yet, or a commit moved it into the blob store and
-            // crashed before finishing. Resuming tells which (and restores the session in the
-            // second case), so the status agrees with what the next PATCH will find.
-            Err(StorageError::NotFound(_)) => match self.resume_upload(repo, id) {
-                Ok(upload) => upload.offset(),
-                Err(StoreError::BlobUploadBusy(_)) => 0,
-                Err(e) => return Err(e),
-            },
+            // crashed before finishing. Same answer as `resume_upload` gives (without restoring
+            // anything or claiming the session), so the status agrees with the next PATCH.
+            Err(StorageError::NotFound(_)) => {
+                let session = Session {
+                    driver: &*self.driver,
+                    repo,
+                    id,
+                };
+                session.published_state()?.map_or(0, |state| state.len())
+            }
             Err(e) => return Err(e.into()),
         };
         Ok(UploadStatus { offset, started_at })
@@ -360,35 +364,20 @@ impl Upload {
         Ok(hasher.digest())
     }
 
-    fn data_path(&self) -> Result<DriverPath, StoreError> {
-        Ok(PathSpec::UploadData {
+    fn session(&self) -> Session<'_> {
+        Session {
+            driver: &*self.driver,
             repo: &self.repo,
             id: &self.id,
         }
-        .to_path()?)
+    }
+
+    fn data_path(&self) -> Result<DriverPath, StoreError> {
+        self.session().data_path()
     }
 
     fn states_dir(&self) -> Result<DriverPath, StoreError> {
-        Ok(PathSpec::UploadHashStatesDir {
-            repo: &self.repo,
-            id: &self.id,
-            alg: HashAlgorithm::Sha256,
-        }
-        .to_path()?)
-    }
-
-    /// Saved state offsets, highest first. Names that are not decimal offsets are ignored.
-    fn saved_offsets(&self) -> Result<Vec<u64>, StoreError> {
-        let mut offsets: Vec<u64> = match self.driver.list(&self.states_dir()?) {
-            Ok(children) => children
-                .iter()
-                .filter_map(|p| parse_offset(p.name()))
-                .collect(),
-            Err(StorageError::NotFound(_)) => Vec::new(),
-            Err(e) => return Err(e.into()),
-        };
-        offsets.sort_unstable_by(|a, b| b.cmp(a));
-        Ok(offsets)
+        self.session().states_dir()
     }
 
     /// Writes the Go-format state for the current offset, then removes the other states.
@@ -396,7 +385,12 @@ impl Upload {
         let offset = self.offset();
         let path = self.states_dir()?.join(&offset.to_string())?;
         self.driver.put_content(&path, &self.hasher.to_go_bytes())?;
-        for stale in self.saved_offsets()?.into_iter().filter(|&o| o != offset) {
+        for stale in self
+            .session()
+            .saved_offsets()?
+            .into_iter()
+            .filter(|&o| o != offset)
+        {
             let stale = self.states_dir()?.join(&stale.to_string())?;
             match self.driver.delete(&stale) {
                 Ok(()) | Err(StorageError::NotFound(_)) => {}
@@ -404,23 +398,6 @@ impl Upload {
             }
         }
         Ok(())
-    }
-
-    /// The highest saved state at or below `limit` that decodes and agrees with its name.
-    fn best_state(&self, limit: u64) -> Result<Option<ResumableSha256>, StoreError> {
-        for offset in self.saved_offsets()?.into_iter().filter(|&o| o <= limit) {
-            let path = self.states_dir()?.join(&offset.to_string())?;
-            let bytes = match self.driver.get_content(&path) {
-                Ok(bytes) => bytes,
-                Err(StorageError::NotFound(_)) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            match ResumableSha256::from_go_bytes(&bytes) {
-                Ok(state) if state.len() == offset => return Ok(Some(state)),
-                _ => continue, // unusable: fall back to a lower one
-            }
-        }
-        Ok(None)
     }
 
     /// Brings `hasher` to the size of `data` (see [`Store::resume_upload`]).
@@ -431,27 +408,22 @@ impl Upload {
             Err(StorageError::NotFound(_)) => return self.restore_published(),
             Err(e) => return Err(e.into()),
         };
-        self.hasher = self.best_state(size)?.unwrap_or_default();
+        self.hasher = self.session().best_state(size)?.unwrap_or_default();
         let hasher = &mut self.hasher;
         let from = hasher.len();
         hash_range(&*self.driver, &data, from, size, &mut |b| hasher.update(b))?;
         Ok(())
     }
 
-    /// `data` is missing. If the highest state names a blob that exists with that size, a
-    /// commit moved `data` there and crashed before deleting the session: copy the blob back so
-    /// the session is whole again. Otherwise no byte was received.
+    /// `data` is missing. If a commit moved it into the blob store and crashed before deleting
+    /// the session ([`Session::published_state`]), copy the blob back so the session is whole
+    /// again. Otherwise no byte was received.
     fn restore_published(&mut self) -> Result<(), StoreError> {
-        let Some(state) = self.best_state(u64::MAX)? else {
+        let Some(state) = self.session().published_state()? else {
             return Ok(());
         };
         let digest = state.digest();
         let blob = PathSpec::BlobData { digest: &digest }.to_path()?;
-        match self.driver.stat(&blob) {
-            Ok(info) if !info.is_dir && info.size == state.len() => {}
-            Ok(_) | Err(StorageError::NotFound(_)) => return Ok(()),
-            Err(e) => return Err(e.into()),
-        }
         let mut writer = self.driver.writer(&self.data_path()?, false)?;
         let mut failed = None;
         hash_range(&*self.driver, &blob, 0, state.len(), &mut |b| {
@@ -466,13 +438,4 @@ impl Upload {
         self.hasher = state;
         Ok(())
     }
-}
-
-/// A state file name: a plain decimal offset. (distribution parses with base 0, but only ever
-/// writes decimal.)
-fn parse_offset(name: &str) -> Option<u64> {
-    if name.is_empty() || name.len() > 20 || !name.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    name.parse().ok()
 }

@@ -1,0 +1,91 @@
+//! [`Session`]: read-only views of one upload session's files, shared by open uploads and by
+//! status queries, so both answer the same offset for the same files.
+
+use crate::digest::HashAlgorithm;
+use crate::hash::ResumableSha256;
+use crate::names::{RepositoryName, UploadId};
+use crate::storage::{DriverPath, PathSpec, StorageDriver, StorageError};
+
+use super::StoreError;
+
+/// One upload session's location.
+pub(crate) struct Session<'a> {
+    pub(crate) driver: &'a dyn StorageDriver,
+    pub(crate) repo: &'a RepositoryName,
+    pub(crate) id: &'a UploadId,
+}
+
+impl Session<'_> {
+    pub(crate) fn data_path(&self) -> Result<DriverPath, StoreError> {
+        Ok(PathSpec::UploadData {
+            repo: self.repo,
+            id: self.id,
+        }
+        .to_path()?)
+    }
+
+    pub(crate) fn states_dir(&self) -> Result<DriverPath, StoreError> {
+        Ok(PathSpec::UploadHashStatesDir {
+            repo: self.repo,
+            id: self.id,
+            alg: HashAlgorithm::Sha256,
+        }
+        .to_path()?)
+    }
+
+    /// Saved state offsets, highest first. Names that are not decimal offsets are ignored.
+    pub(crate) fn saved_offsets(&self) -> Result<Vec<u64>, StoreError> {
+        let mut offsets: Vec<u64> = match self.driver.list(&self.states_dir()?) {
+            Ok(children) => children
+                .iter()
+                .filter_map(|p| parse_offset(p.name()))
+                .collect(),
+            Err(StorageError::NotFound(_)) => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        offsets.sort_unstable_by(|a, b| b.cmp(a));
+        Ok(offsets)
+    }
+
+    /// The highest saved state at or below `limit` that decodes and agrees with its name.
+    pub(crate) fn best_state(&self, limit: u64) -> Result<Option<ResumableSha256>, StoreError> {
+        for offset in self.saved_offsets()?.into_iter().filter(|&o| o <= limit) {
+            let path = self.states_dir()?.join(&offset.to_string())?;
+            let bytes = match self.driver.get_content(&path) {
+                Ok(bytes) => bytes,
+                Err(StorageError::NotFound(_)) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            match ResumableSha256::from_go_bytes(&bytes) {
+                Ok(state) if state.len() == offset => return Ok(Some(state)),
+                _ => continue, // unusable: fall back to a lower one
+            }
+        }
+        Ok(None)
+    }
+
+    /// For a session whose `data` is missing: the highest state, if the blob it names exists
+    /// with exactly that size. That is what a commit leaves when it crashes after moving `data`
+    /// into the blob store and before deleting the session.
+    pub(crate) fn published_state(&self) -> Result<Option<ResumableSha256>, StoreError> {
+        let Some(state) = self.best_state(u64::MAX)? else {
+            return Ok(None);
+        };
+        let digest = state.digest();
+        let blob = PathSpec::BlobData { digest: &digest }.to_path()?;
+        match self.driver.stat(&blob) {
+            Ok(info) if !info.is_dir && info.size == state.len() => Ok(Some(state)),
+            Ok(_) | Err(StorageError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// A state file name: a plain decimal offset. (distribution parses with base 0, but only ever
+/// writes decimal.)
+fn parse_offset(name: &str) -> Option<u64> {
+    if name.is_empty() || name.len() > 20 || !name.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    name.parse().ok()
+}
