@@ -378,3 +378,44 @@ fn two_instances_sharing_a_root_and_secret_continue_each_others_uploads() {
     assert_eq!(second.request("PUT", &put, &[], b"").status, 201);
     assert_blob(&second, "moving", &data);
 }
+
+#[test]
+fn a_tarsum_digest_commits_an_archive() {
+    let server = TestServer::start();
+    let tar = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/testdata/tarsum/511136ea3c5a64f264b78b5433614aec563103b4d4702f3ba7d4d2698e22c158/layer.tar"
+    ))
+    .unwrap();
+    let mut stream = layerstore::tarsum::TarSumStream::new(layerstore::tarsum::TarSum::new(
+        layerstore::digest::TarsumVersion::V1,
+        layerstore::digest::HashAlgorithm::Sha256,
+    ));
+    stream.update(&tar).unwrap();
+    let tarsum = stream.finish().unwrap().to_string();
+    let location = start_session(&server, "legacy");
+    let reply = server.request(
+        "PUT",
+        &with_query(&location, "digest", &tarsum),
+        &[OCTET],
+        &tar,
+    );
+    assert_eq!(
+        reply.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(server.get(&format!("/v2/legacy/blobs/{tarsum}")).body, tar);
+    // A wrong TarSum is a digest mismatch.
+    let wrong = tarsum.replace(&tarsum[tarsum.len() - 4..], "0000");
+    let location = start_session(&server, "legacy");
+    let reply = server.request(
+        "PUT",
+        &with_query(&location, "digest", &wrong),
+        &[OCTET],
+        &tar,
+    );
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.error_code().as_deref(), Some("DIGEST_INVALID"));
+}

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 use serde::Deserialize;
 
+use layerstore::digest::TarsumVersion;
 use layerstore::http::app::AppState;
 use layerstore::http::server::{Limits, Server};
 use layerstore::http::token::TokenSigner;
@@ -39,7 +40,12 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     secret: Option<String>,
-    /// TOML config file with any of: listen, root, secret, delete_enabled.
+    /// Compute this TarSum version beside SHA-256 for every upload, so a commit that claims a
+    /// `tarsum.*` digest is verified without a second read (without it, such a commit reads the
+    /// data once more).
+    #[arg(long, env = "LAYERSTORE_TARSUM", value_name = "VERSION", value_parser = ["v0", "v1", "dev"])]
+    tarsum: Option<String>,
+    /// TOML config file with any of: listen, root, secret, delete_enabled, tarsum.
     #[arg(long, env = "LAYERSTORE_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
 }
@@ -52,6 +58,7 @@ struct ConfigFile {
     root: Option<PathBuf>,
     secret: Option<String>,
     delete_enabled: Option<bool>,
+    tarsum: Option<String>,
 }
 
 pub fn run(args: ServeArgs) -> ExitCode {
@@ -86,8 +93,12 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             TokenSigner::random().map_err(|e| format!("random secret: {e}"))?
         }
     };
+    let mut store = Store::filesystem(&root);
+    if let Some(version) = args.tarsum.or(file.tarsum) {
+        store = store.with_tarsum(tarsum_version(&version)?);
+    }
     let state = AppState {
-        store: Store::filesystem(&root),
+        store,
         signer,
         body_idle_timeout: std::time::Duration::from_secs(60),
         delete_enabled: file.delete_enabled.unwrap_or(true),
@@ -107,6 +118,17 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())
     })
+}
+
+fn tarsum_version(name: &str) -> Result<TarsumVersion, String> {
+    match name {
+        "v0" => Ok(TarsumVersion::V0),
+        "v1" => Ok(TarsumVersion::V1),
+        "dev" => Ok(TarsumVersion::Dev),
+        other => Err(format!(
+            "unknown TarSum version {other:?} (expected v0, v1 or dev)"
+        )),
+    }
 }
 
 fn read_config(path: &Path) -> Result<ConfigFile, String> {

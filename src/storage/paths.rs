@@ -146,6 +146,14 @@ pub enum PathSpec<'a> {
         /// The upload session.
         id: &'a UploadId,
     },
+    /// `<root>/repositories/<name>/_uploads/<id>/tarsumstate`: layerstore's TarSum checkpoint
+    /// for the upload (distribution ignores it; purge and cancel remove it with the session).
+    UploadTarsumState {
+        /// The repository.
+        repo: &'a RepositoryName,
+        /// The upload session.
+        id: &'a UploadId,
+    },
     /// `<root>/repositories/<name>/_uploads/<id>/hashstates/<alg>`.
     UploadHashStatesDir {
         /// The repository.
@@ -245,6 +253,9 @@ impl PathSpec<'_> {
             UploadData { repo, id } => format!("{}/data", UploadDir { repo, id }.render()),
             UploadStartedAt { repo, id } => {
                 format!("{}/startedat", UploadDir { repo, id }.render())
+            }
+            UploadTarsumState { repo, id } => {
+                format!("{}/tarsumstate", UploadDir { repo, id }.render())
             }
             UploadHashStatesDir { repo, id, alg } => {
                 format!("{}/hashstates/{alg}", UploadDir { repo, id }.render())
@@ -430,6 +441,13 @@ mod tests {
                     id: &id,
                 },
                 format!("{u}/startedat"),
+            ),
+            (
+                PathSpec::UploadTarsumState {
+                    repo: &repo,
+                    id: &id,
+                },
+                format!("{u}/tarsumstate"),
             ),
             (
                 PathSpec::UploadHashStatesDir {

@@ -52,6 +52,7 @@ pub mod rfc3339;
 mod session;
 mod stream;
 pub mod upload;
+mod upload_tarsum;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -75,6 +76,8 @@ pub use upload::{Upload, UploadStatus};
 pub struct Store {
     driver: Arc<dyn StorageDriver>,
     open_uploads: Arc<Mutex<HashSet<(RepositoryName, UploadId)>>>,
+    /// Compute this TarSum beside SHA-256 in uploads ([`Store::with_tarsum`]).
+    tarsum: Option<crate::digest::TarsumVersion>,
 }
 
 impl Store {
@@ -83,6 +86,7 @@ impl Store {
         Store {
             driver,
             open_uploads: Arc::default(),
+            tarsum: None,
         }
     }
 

@@ -21,6 +21,7 @@ use crate::storage::{DriverPath, FileWriter, PathSpec, StorageDriver, StorageErr
 
 use super::session::Session;
 use super::stream::{fill, hash_range};
+use super::upload_tarsum::{tarsum_of_data, UploadTarsum};
 use super::{rfc3339, BlobInfo, Store, StoreError, UploadClaim};
 
 pub use super::stream::CHUNK;
@@ -51,6 +52,8 @@ pub struct Upload {
     writer: Option<Box<dyn FileWriter>>,
     /// A write failed part-way: `data` and `hasher` may disagree, so the handle refuses work.
     broken: bool,
+    /// TarSum beside SHA-256, when the store computes it ([`Store::with_tarsum`]).
+    tarsum: Option<UploadTarsum>,
     _claim: UploadClaim,
 }
 
@@ -74,6 +77,7 @@ impl Store {
             hasher: ResumableSha256::new(),
             writer: None,
             broken: false,
+            tarsum: self.tarsum.map(UploadTarsum::new),
             _claim: claim,
         };
         upload.save_state()?;
@@ -101,9 +105,22 @@ impl Store {
             hasher: ResumableSha256::new(),
             writer: None,
             broken: false,
+            tarsum: None,
             _claim: claim,
         };
         upload.restore()?;
+        if let Some(version) = self.tarsum {
+            let state = PathSpec::UploadTarsumState { repo, id }.to_path()?;
+            let data = upload.data_path()?;
+            let size = upload.offset();
+            upload.tarsum = Some(UploadTarsum::restore(
+                version,
+                &*self.driver,
+                &state,
+                &data,
+                size,
+            )?);
+        }
         Ok(upload)
     }
 
@@ -218,10 +235,17 @@ impl Upload {
             }
         };
         let hasher = &mut self.hasher;
+        let tarsum = &mut self.tarsum;
+        let mut hash = move || {
+            hasher.update(bytes);
+            if let Some(tarsum) = tarsum {
+                tarsum.update(bytes);
+            }
+        };
         let written = if bytes.len() >= PARALLEL_MIN {
-            rayon::join(|| writer.write_all(bytes), || hasher.update(bytes)).0
+            rayon::join(|| writer.write_all(bytes), hash).0
         } else {
-            writer.write_all(bytes).map(|()| hasher.update(bytes))
+            writer.write_all(bytes).map(|()| hash())
         };
         written.map_err(|e| {
             self.broken = true;
@@ -293,7 +317,7 @@ impl Upload {
         let actual = match claimed.algorithm() {
             Algorithm::SHA256 => canonical.clone(),
             Algorithm::SHA512 => self.rehash(HashAlgorithm::Sha512)?,
-            Algorithm::Tarsum { .. } => return Err(StoreError::UnsupportedDigest(claimed.clone())),
+            Algorithm::Tarsum { .. } => self.tarsum_for(claimed)?,
         };
         if actual != *claimed {
             self.save_state()?;
@@ -364,6 +388,25 @@ impl Upload {
         Ok(hasher.digest())
     }
 
+    /// The TarSum a `tarsum.*` claim asks for: from the running state when the store computes
+    /// that version, else by streaming the data once. An archive TarSum rejects can match no
+    /// claim, so it reports the claimed label over an all-zero sum.
+    fn tarsum_for(&self, claimed: &Digest) -> Result<Digest, StoreError> {
+        if let Some(sum) = self.tarsum.as_ref().and_then(|t| t.digest_for(claimed)) {
+            return Ok(sum);
+        }
+        let data = self.data_path()?;
+        match tarsum_of_data(&*self.driver, &data, self.offset(), claimed)? {
+            Some(sum) => Digest::from_bytes(claimed.algorithm(), &sum.to_bytes())
+                .map_err(|_| StoreError::UnsupportedDigest(claimed.clone())),
+            None => {
+                let zero = vec![0u8; claimed.algorithm().hash().output_len()];
+                Digest::from_bytes(claimed.algorithm(), &zero)
+                    .map_err(|_| StoreError::UnsupportedDigest(claimed.clone()))
+            }
+        }
+    }
+
     fn session(&self) -> Session<'_> {
         Session {
             driver: &*self.driver,
@@ -385,6 +428,14 @@ impl Upload {
         let offset = self.offset();
         let path = self.states_dir()?.join(&offset.to_string())?;
         self.driver.put_content(&path, &self.hasher.to_go_bytes())?;
+        if let Some(tarsum) = &self.tarsum {
+            let state = PathSpec::UploadTarsumState {
+                repo: &self.repo,
+                id: &self.id,
+            }
+            .to_path()?;
+            tarsum.save(&*self.driver, &state, offset)?;
+        }
         for stale in self
             .session()
             .saved_offsets()?

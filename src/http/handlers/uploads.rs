@@ -175,7 +175,7 @@ async fn try_mount(
     mount: &str,
     from: Option<String>,
 ) -> Option<Response<Body>> {
-    let digest = Digest::parse(mount).ok()?;
+    let digest = parse_digest(mount).ok()?;
     let from = match from {
         Some(from) => Some(RepositoryName::parse(&from).ok()?),
         None => None,
@@ -382,8 +382,12 @@ fn session_headers(
     ]
 }
 
+/// A digest from a query parameter. Form decoding turns an unescaped `+` (as in
+/// `tarsum.v1+sha256:…`, which clients often leave unescaped) into a space; no digest contains a
+/// space, so it is read back as the `+` it was.
 fn parse_digest(text: &str) -> Result<Digest, ApiError> {
-    Digest::parse(text).map_err(|e| ApiError::with_message(ErrorCode::DigestInvalid, e.to_string()))
+    Digest::parse(&text.replace(' ', "+"))
+        .map_err(|e| ApiError::with_message(ErrorCode::DigestInvalid, e.to_string()))
 }
 
 fn content_length(request: &Request<Incoming>) -> Option<u64> {

@@ -53,6 +53,13 @@ pub struct RawInflate {
     strm: Box<z_stream>,
 }
 
+// SAFETY: the `z_stream` and the state it points to are owned by this value alone (boxed, freed
+// in `Drop`), its `next_in`/`next_out` pointers are only set for the duration of one call, and
+// zlib keeps no thread-local state, so moving the decoder to another thread between calls is
+// sound. It is not `Sync`: `&RawInflate` offers no method that touches the stream.
+#[allow(unsafe_code)]
+unsafe impl Send for RawInflate {}
+
 impl std::fmt::Debug for RawInflate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RawInflate").finish_non_exhaustive()

@@ -1,0 +1,125 @@
+//! TarSum in the upload pipeline: computed beside SHA-256 as bytes arrive (store option),
+//! checkpointed with the hash state, resumed after a restart, and used to verify a commit that
+//! claims a `tarsum.*` digest without reading the data again; or, without the option, verified
+//! by one pass over the stored data.
+
+use std::io::Write;
+
+use layerstore::digest::{HashAlgorithm, TarsumVersion};
+use layerstore::names::RepositoryName;
+use layerstore::store::Store;
+use layerstore::tarsum::{TarSum, TarSumStream};
+use layerstore::{Digest, StoreError};
+
+fn reference_layer() -> Vec<u8> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/testdata/tarsum/46af0962ab5afeb5ce6740d4d91652e69206fc991fd5328c1a94d364ad00e457/layer.tar"
+    );
+    std::fs::read(path).expect("../shared/testdata is beside the checkout")
+}
+
+fn gzipped(data: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(data).unwrap();
+    gz.finish().unwrap()
+}
+
+fn tarsum_of(data: &[u8], version: TarsumVersion) -> Digest {
+    let mut stream = TarSumStream::new(TarSum::new(version, HashAlgorithm::Sha256));
+    stream.update(data).unwrap();
+    stream.finish().unwrap()
+}
+
+fn repo() -> RepositoryName {
+    "tars/layer".parse().unwrap()
+}
+
+/// Uploads `data` in three pieces, checkpointing and "restarting" (a fresh `Store`) in between,
+/// then commits under `claimed`.
+fn upload_with_restarts(
+    make: impl Fn() -> Store,
+    data: &[u8],
+    claimed: &Digest,
+) -> Result<Digest, StoreError> {
+    let store = make();
+    let mut upload = store.create_upload(&repo()).unwrap();
+    let id = upload.id().clone();
+    let third = data.len() / 3;
+    upload.append(&data[..third]).unwrap();
+    upload.checkpoint().unwrap();
+    drop(upload);
+    let store = make();
+    let mut upload = store.resume_upload(&repo(), &id).unwrap();
+    upload.append(&data[third..2 * third]).unwrap();
+    upload.checkpoint().unwrap();
+    drop(upload);
+    let store = make();
+    let mut upload = store.resume_upload(&repo(), &id).unwrap();
+    upload.append(&data[2 * third..]).unwrap();
+    upload
+        .commit(claimed, Some(data.len() as u64))
+        .map(|info| info.digest)
+}
+
+#[test]
+fn tarsum_claims_verify_with_and_without_the_option() {
+    for data in [reference_layer(), gzipped(&reference_layer())] {
+        for version in [TarsumVersion::V0, TarsumVersion::V1, TarsumVersion::Dev] {
+            let claimed = tarsum_of(&data, version);
+            for option in [None, Some(TarsumVersion::V1)] {
+                let dir = tempfile::tempdir().unwrap();
+                let make = || {
+                    let store = Store::filesystem(dir.path());
+                    match option {
+                        Some(v) => store.with_tarsum(v),
+                        None => store,
+                    }
+                };
+                let canonical = upload_with_restarts(make, &data, &claimed).unwrap();
+                assert_eq!(canonical, Digest::sha256(&data));
+                // The blob is reachable by its TarSum digest (an alias link, as for sha512).
+                let info = make().stat_blob(&repo(), &claimed).unwrap();
+                assert_eq!(info.digest, canonical);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_wrong_tarsum_claim_is_rejected_and_publishes_nothing() {
+    let data = reference_layer();
+    let mut wrong = tarsum_of(&data, TarsumVersion::V1).to_bytes();
+    wrong[0] ^= 1;
+    let wrong =
+        Digest::from_bytes(tarsum_of(&data, TarsumVersion::V1).algorithm(), &wrong).unwrap();
+    for option in [None, Some(TarsumVersion::V1)] {
+        let dir = tempfile::tempdir().unwrap();
+        let make = || {
+            let store = Store::filesystem(dir.path());
+            match option {
+                Some(v) => store.with_tarsum(v),
+                None => store,
+            }
+        };
+        let err = upload_with_restarts(make, &data, &wrong).unwrap_err();
+        assert!(matches!(err, StoreError::DigestInvalid { .. }), "{err:?}");
+        assert!(make().stat_blob(&repo(), &Digest::sha256(&data)).is_err());
+        assert!(make().stat_blob(&repo(), &wrong).is_err());
+    }
+}
+
+#[test]
+fn a_tarsum_claim_on_a_non_archive_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::filesystem(dir.path()).with_tarsum(TarsumVersion::V1);
+    let mut upload = store.create_upload(&repo()).unwrap();
+    upload
+        .append(b"not a tar archive at all, just 54 bytes of plain text!")
+        .unwrap();
+    let claimed: Digest = format!("tarsum.v1+sha256:{}", "ab".repeat(32))
+        .parse()
+        .unwrap();
+    let err = upload.commit(&claimed, None).unwrap_err();
+    assert!(matches!(err, StoreError::DigestInvalid { .. }), "{err:?}");
+}
