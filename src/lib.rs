@@ -14,6 +14,7 @@
 //! | [`storage`] | storage drivers (filesystem, in-memory), validated paths, distribution's layout | files |
 //! | [`store`] | blob store: links, resumable uploads, atomic publish, purge, fsck | files |
 //! | [`manifest`] | manifest parsing and validation, Accept, referrers, pagination | pure |
+//! | [`bench`] | `layerstore bench`: verified throughput/latency client for any OCI registry | network |
 //! | [`fuzzing`] | entry points shared by the fuzz targets and the corpus replay test | pure |
 //!
 //! The binary (`src/main.rs`, `src/cli/`) is a thin clap front end over these modules.
@@ -22,6 +23,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod digest;
 pub mod filehash;
 pub mod fuzzing;

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod digest;
 mod serve;
 
@@ -19,6 +20,7 @@ struct Cli {
 enum Command {
     Serve(serve::ServeArgs),
     Digest(digest::DigestArgs),
+    Bench(bench::BenchArgs),
 }
 
 /// Parses the command line and runs the chosen subcommand.
@@ -27,5 +29,6 @@ pub fn run() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Digest(args) => digest::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }
