@@ -378,6 +378,31 @@ mod tests {
     }
 
     #[test]
+    fn fuzz_entries_survive_hostile_inputs() {
+        let inputs: [&[u8]; 8] = [
+            b"",
+            b"\n",
+            b"/a/b\n../../../../x",
+            b"/\n//h:5000",
+            b"/v2/x?q\nhttp://127.0.0.1:5000?a=b",
+            b"/\n\xff\xfe",
+            b"/a\n./../.?/..",
+            b"1 (x) S 1 2 3 4 5 6 7 8 9 10 11 99999999999999999999 1\nVmHWM: 99999999999999999999999 kB",
+        ];
+        for input in inputs {
+            crate::fuzzing::bench_location(input);
+            crate::fuzzing::bench_proc_text(input);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_location_resolves_safely_or_not_at_all(request in "/[a-z/.]{0,20}", location in "\\PC{0,40}") {
+            crate::fuzzing::bench_location(format!("{request}\n{location}").as_bytes());
+        }
+    }
+
+    #[test]
     fn dot_segments() {
         assert_eq!(remove_dot_segments("/a/b/../c/./d"), "/a/c/d");
         assert_eq!(remove_dot_segments("/../../a"), "/a");
