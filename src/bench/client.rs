@@ -297,6 +297,24 @@ pub fn expect_status(
     }
 }
 
+/// The next frame of a response body, failing if the server stalls for [`RESPONSE_TIMEOUT`]
+/// (a server that stops mid-body must not hang the run).
+pub async fn next_frame(
+    step: &'static str,
+    body: &mut Incoming,
+) -> Result<Option<hyper::body::Frame<Bytes>>, BenchError> {
+    match tokio::time::timeout(RESPONSE_TIMEOUT, body.frame()).await {
+        Ok(Some(frame)) => frame
+            .map(Some)
+            .map_err(|source| BenchError::Http { step, source }),
+        Ok(None) => Ok(None),
+        Err(_) => Err(BenchError::Timeout {
+            step,
+            seconds: RESPONSE_TIMEOUT.as_secs(),
+        }),
+    }
+}
+
 /// Reads a body of at most `limit` bytes (longer ones fail: a registry's small answers
 /// must not make the client buffer without bound).
 pub async fn read_body(
@@ -306,8 +324,7 @@ pub async fn read_body(
 ) -> Result<Bytes, BenchError> {
     let mut body = body;
     let mut out = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|source| BenchError::Http { step, source })?;
+    while let Some(frame) = next_frame(step, &mut body).await? {
         if let Ok(data) = frame.into_data() {
             if out.len() + data.len() > limit {
                 return Err(BenchError::LengthMismatch {

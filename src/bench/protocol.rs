@@ -120,7 +120,8 @@ pub async fn push_monolithic(
     complete_upload(conn, &session, digest, len, body).await
 }
 
-/// `HEAD /v2/REPO/blobs/D`: expects 200 and `Content-Length: LEN`.
+/// `HEAD /v2/REPO/blobs/D`: expects 200, `Content-Length: LEN` and, if sent,
+/// `Docker-Content-Digest: D`.
 pub async fn check_blob(
     conn: &mut Connection,
     repository: &str,
@@ -139,6 +140,14 @@ pub async fn check_blob(
     let response = conn.send(STEP, request).await?;
     client::expect_status(STEP, &response, 200)?;
     expect_header(STEP, &response, "content-length", &len.to_string())?;
+    if client::header(&response, "docker-content-digest").is_some() {
+        expect_header(
+            STEP,
+            &response,
+            "docker-content-digest",
+            &digest.to_string(),
+        )?;
+    }
     client::read_body(STEP, response.into_body(), 0).await?;
     Ok(())
 }

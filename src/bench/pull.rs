@@ -5,7 +5,6 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use hyper::Method;
 use indicatif::ProgressBar;
 
@@ -51,8 +50,7 @@ pub async fn run(
     });
     let mut body = response.into_body();
     let mut received = 0u64;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|source| BenchError::Http { step: STEP, source })?;
+    while let Some(frame) = client::next_frame(STEP, &mut body).await? {
         let Ok(data) = frame.into_data() else {
             continue;
         };
