@@ -260,10 +260,12 @@ impl Run {
         let wants_large = [Scenario::PushMonolithic, Scenario::Pull, Scenario::RangeGet]
             .iter()
             .any(|s| self.options.wants(*s));
-        let mut large_ready: Result<Option<LargeBlob>, String> = Ok(None);
-        if wants_large {
-            large_ready = self.push_large(&mut reports).await;
-        }
+        // Err holds why pull and range-get cannot run (never read when they are not wanted).
+        let large = if wants_large {
+            self.push_large(&mut reports).await
+        } else {
+            Err(String::new())
+        };
         if self.options.wants(Scenario::PushChunked) {
             let outcome = self.chunked().await;
             reports.push(self.report(Scenario::PushChunked, outcome));
@@ -272,10 +274,10 @@ impl Run {
             if !self.options.wants(scenario) {
                 continue;
             }
-            let outcome = match &large_ready {
-                Ok(Some(blob)) => self.read_scenario(scenario, blob).await,
-                Ok(None) | Err(_) => Outcome::Skipped {
-                    reason: large_ready.as_ref().err().cloned().unwrap_or_default(),
+            let outcome = match &large {
+                Ok(blob) => self.read_scenario(scenario, blob).await,
+                Err(reason) => Outcome::Skipped {
+                    reason: reason.clone(),
                 },
             };
             reports.push(ScenarioReport { scenario, outcome });
@@ -296,10 +298,7 @@ impl Run {
     }
 
     /// Prepares and pushes the large blob, timed when `push-monolithic` was asked for.
-    async fn push_large(
-        &self,
-        reports: &mut Vec<ScenarioReport>,
-    ) -> Result<Option<LargeBlob>, String> {
+    async fn push_large(&self, reports: &mut Vec<ScenarioReport>) -> Result<LargeBlob, String> {
         let blob = self
             .prepare_blob(0, "large")
             .await
@@ -320,7 +319,7 @@ impl Run {
         if timed {
             reports.push(self.report(Scenario::PushMonolithic, result));
         }
-        pushed.map(|()| Some(blob))
+        pushed.map(|()| blob)
     }
 
     async fn chunked(&self) -> Result<Metrics, BenchError> {
