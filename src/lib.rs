@@ -16,6 +16,7 @@
 //! | [`store`] | blobs, resumable uploads, manifests, tags, referrers, purge, fsck | via a driver |
 //! | [`filehash`] | hash files (mapped windows) and streams with flat memory | reads files |
 //! | [`http`] | the OCI distribution API on hyper + tokio: routes, handlers, errors, tokens | sockets |
+//! | [`bench`] | `layerstore bench`: verified throughput/latency client for any OCI registry | network |
 //! | [`fuzzing`] | entry points shared by the fuzz targets and the corpus replay test | pure |
 //!
 //! The binary (`src/main.rs`, `src/cli/`) is a thin clap front end over these modules.
@@ -24,6 +25,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod digest;
 pub mod filehash;
 pub mod fuzzing;

@@ -21,6 +21,8 @@ fn entry(target: &str) -> Option<fn(&[u8])> {
         "tarsum_stream" => tarsum_stream,
         "tarsum_state" => tarsum_state,
         "tarsum_gzip" => tarsum_gzip,
+        "bench_location" => bench_location,
+        "bench_proc_text" => bench_proc_text,
         _ => return None,
     })
 }

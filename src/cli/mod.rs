@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod crash_worker;
 mod digest;
 mod fsck;
@@ -32,6 +33,7 @@ enum Command {
     #[command(hide = true)]
     CrashWorker(crash_worker::CrashWorkerArgs),
     Tarsum(tarsum::TarsumArgs),
+    Bench(bench::BenchArgs),
 }
 
 /// Parses the command line and runs the chosen subcommand.
@@ -46,5 +48,6 @@ pub fn run() -> ExitCode {
         Command::PurgeUploads(args) => purge::run(args),
         Command::CrashWorker(args) => crash_worker::run(args),
         Command::Tarsum(args) => tarsum::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Side by side in one run: `layerstore bench` against `layerstore serve` and against the
+# distribution registry 2.8 (`docker-registry`), each on a fresh temporary filesystem root on
+# this machine, with --server-pid for the server's CPU and peak RSS. Appends a section with
+# the machine, versions, commands, both results and the ratios to docs/benchmarks.md.
+#
+# Usage: benches/compare.sh [extra `layerstore bench` options, e.g. --blob-size 256M]
+# Environment: CARGO_TARGET_DIR (default: target), ROUNDS (default 1: runs per server,
+# alternating; the table reports the median of each figure), NO_DOCS=1 to only print.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+target=${CARGO_TARGET_DIR:-$repo/target}
+rounds=${ROUNDS:-1}
+bench_args=("$@")
+
+cargo build --release --quiet
+ls_bin=$target/release/layerstore
+
+work=$(mktemp -d /tmp/layerstore-compare.XXXXXX)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+    for _ in $(seq 100); do
+        curl -s -o /dev/null "http://127.0.0.1:$1/v2/" && return 0
+        sleep 0.1
+    done
+    echo "server on port $1 did not start" >&2; return 1
+}
+
+ls_port=$(free_port)
+mkdir -p "$work/layerstore"
+"$ls_bin" serve --listen "127.0.0.1:$ls_port" --root "$work/layerstore" --secret compare \
+    >"$work/layerstore.log" 2>&1 &
+ls_pid=$!; pids+=("$ls_pid")
+
+dr_port=$(free_port)
+mkdir -p "$work/distribution"
+cat >"$work/registry.yml" <<YAML
+version: 0.1
+log:
+  level: error
+storage:
+  filesystem:
+    rootdirectory: $work/distribution
+  delete:
+    enabled: true
+  cache:
+    blobdescriptor: inmemory
+http:
+  addr: 127.0.0.1:$dr_port
+YAML
+docker-registry serve "$work/registry.yml" >"$work/distribution.log" 2>&1 &
+dr_pid=$!; pids+=("$dr_pid")
+
+wait_port "$ls_port"; wait_port "$dr_port"
+
+for round in $(seq "$rounds"); do
+    for server in layerstore distribution; do
+        if [ $server = layerstore ]; then port=$ls_port pid=$ls_pid; else port=$dr_port pid=$dr_pid; fi
+        echo "round $round: $server" >&2
+        # A failed verification still writes its JSON; keep going and report it.
+        "$ls_bin" bench --url "http://127.0.0.1:$port" --server-pid "$pid" --json "${bench_args[@]}" \
+            >"$work/$server-$round.json" || echo "$server round $round: FAILED verification" >&2
+    done
+done
+
+section=$(python3 - "$work" "$rounds" "${bench_args[*]:-}" <<'PY'
+import json, statistics, sys, platform, subprocess
+work, rounds, args = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+
+def load(server):
+    runs = [json.load(open(f"{work}/{server}-{r}.json")) for r in range(1, rounds + 1)]
+    out = {}
+    for run in runs:
+        for s in run["scenarios"]:
+            out.setdefault(s["scenario"], []).append(s)
+    return out
+
+def med(entries, key):
+    vals = []
+    for e in entries:
+        if e["status"] != "passed":
+            return None
+        v = e
+        for k in key:
+            v = v.get(k) if isinstance(v, dict) else None
+        if v is None:
+            return None
+        vals.append(v)
+    return statistics.median(vals)
+
+ls, dr = load("layerstore"), load("distribution")
+def fmt(v, d=1):
+    return "-" if v is None else f"{v:.{d}f}"
+def ratio(a, b, higher_better=True):
+    if a is None or b is None or b == 0 or a == 0:
+        return "-"
+    return f"{(a / b) if higher_better else (b / a):.2f}x"
+
+rows = []
+for name in ls:
+    a, b = ls[name], dr.get(name, [])
+    fails = [f"{srv}: {e.get('error') or e.get('reason')}" for srv, es in (("layerstore", a), ("distribution", b)) for e in es if e["status"] != "passed"]
+    if name in ("range-get", "small-push"):
+        key, unit = ("operations_per_second",), "ops/s"
+    else:
+        key, unit = ("megabytes_per_second",), "MB/s"
+    va, vb = med(a, key), med(b, key)
+    pa, pb = med(a, ("latency", "p99_ms")), med(b, ("latency", "p99_ms"))
+    ca, cb = med(a, ("server", "cpu_seconds_per_gib")), med(b, ("server", "cpu_seconds_per_gib"))
+    ra, rb = med(a, ("server", "peak_rss_bytes")), med(b, ("server", "peak_rss_bytes"))
+    mib = lambda v: None if v is None else v / 2**20
+    rows.append(f"| {name} | {fmt(va)} {unit} | {fmt(vb)} {unit} | **{ratio(va, vb)}** | {fmt(pa,2)} / {fmt(pb,2)} | {fmt(ca,2)} / {fmt(cb,2)} | {fmt(mib(ra),0)} / {fmt(mib(rb),0)} |")
+    for f in fails:
+        rows.append(f"| {name} | FAILED: {f} | | | | | |")
+
+def cmd(c):
+    try:
+        return subprocess.run(c, shell=True, capture_output=True, text=True).stdout.strip()
+    except Exception:
+        return "?"
+cpu = cmd("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
+print(f"""Machine: {cpu}, {cmd('nproc')} cores, {platform.system()} {platform.release()}, load average at start {cmd("cut -d' ' -f1-3 /proc/loadavg")}.
+Versions: {cmd('rustc --version')}; layerstore {cmd('git describe --always --dirty')}; {cmd('docker-registry --version')}.
+Command: `benches/compare.sh {args}` (ROUNDS={rounds}: each server ran {rounds} time(s), alternating; medians).
+
+| scenario | layerstore | distribution 2.8 | ratio (layerstore / distribution) | p99 ms (ls / dist) | server CPU s/GiB (ls / dist) | server peak RSS MiB (ls / dist) |
+|---|---|---|---|---|---|---|
+""" + "\n".join(rows))
+PY
+)
+
+sha=$(openssl speed -seconds 2 -evp sha256 2>/dev/null | tail -1)
+section="$section
+
+One-core SHA-256 limit (\`openssl speed -seconds 2 -evp sha256\`, bytes/s per block size 16 B … 16 KiB, in thousands):
+\`$sha\`"
+
+echo "$section"
+if [ -z "${NO_DOCS:-}" ]; then
+    printf '\n## layerstore vs distribution 2.8 (benches/compare.sh, %s)\n\n%s\n' "$(date -u +%Y-%m-%dT%H:%MZ)" "$section" >>docs/benchmarks.md
+fi

@@ -1,0 +1,428 @@
+//! A minimal HTTP/1.1 client on hyper: one kept-alive connection per worker, reopened only
+//! when the server closes it, plus the base-URL parsing and `Location` resolution a registry
+//! client needs. No pooling layer: each scenario owns its connections, so the number of
+//! sockets is exactly the number asked for.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper::{Method, Request, Response, Uri};
+use hyper_util::rt::TokioIo;
+
+use super::error::BenchError;
+
+/// The body type of every request: empty, a buffer, or generated content.
+pub type RequestBody = BoxBody<Bytes, Infallible>;
+
+/// How long one request may wait for the response head.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A parsed `http://HOST[:PORT][/PREFIX]` base URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseUrl {
+    /// `HOST[:PORT]` as given: sent as `Host` and compared with absolute `Location`s.
+    pub authority: String,
+    /// Host name or address to resolve.
+    pub host: String,
+    /// TCP port (80 when absent).
+    pub port: u16,
+    /// Path prefix before `/v2/`, without a trailing slash ("" for most registries).
+    pub prefix: String,
+}
+
+impl BaseUrl {
+    /// Parses the base URL; only plain `http` is supported (the client has no TLS).
+    ///
+    /// ```
+    /// use layerstore::bench::client::BaseUrl;
+    ///
+    /// let url = BaseUrl::parse("http://127.0.0.1:5000/").unwrap();
+    /// assert_eq!((url.host.as_str(), url.port, url.prefix.as_str()), ("127.0.0.1", 5000, ""));
+    /// assert!(BaseUrl::parse("https://registry.example").is_err());
+    /// ```
+    pub fn parse(url: &str) -> Result<Self, BenchError> {
+        let invalid = |reason| BenchError::InvalidUrl {
+            url: url.to_owned(),
+            reason,
+        };
+        let uri: Uri = url.parse().map_err(|_| invalid("not a URL"))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => return Err(invalid("https is not supported (no TLS client)")),
+            _ => return Err(invalid("scheme must be http")),
+        }
+        let authority = uri.authority().ok_or_else(|| invalid("no host"))?;
+        if uri.query().is_some() {
+            return Err(invalid("a base URL has no query"));
+        }
+        Ok(BaseUrl {
+            authority: authority.as_str().to_owned(),
+            host: authority.host().to_owned(),
+            port: authority.port_u16().unwrap_or(80),
+            prefix: uri.path().trim_end_matches('/').to_owned(),
+        })
+    }
+}
+
+/// A resolved server: where to connect and how to name it.
+#[derive(Debug)]
+pub struct Target {
+    /// The base URL.
+    pub base: BaseUrl,
+    /// The first address the host resolved to.
+    pub addr: SocketAddr,
+}
+
+impl Target {
+    /// Parses and resolves `url`.
+    pub async fn resolve(url: &str) -> Result<Arc<Self>, BenchError> {
+        let base = BaseUrl::parse(url)?;
+        let host = format!("{}:{}", base.host, base.port);
+        let first = match tokio::net::lookup_host(host.clone()).await {
+            Ok(mut addrs) => addrs.next(),
+            Err(source) => return Err(BenchError::Resolve { host, source }),
+        };
+        let addr = first.ok_or_else(|| BenchError::Resolve {
+            host,
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no address"),
+        })?;
+        Ok(Arc::new(Target { base, addr }))
+    }
+
+    /// `PREFIX/v2/REST`: the path of an API endpoint.
+    pub fn api_path(&self, rest: &str) -> String {
+        format!("{}/v2/{rest}", self.base.prefix)
+    }
+
+    /// A request builder for `path_and_query` with `Host` set.
+    pub fn request(&self, method: Method, path_and_query: &str) -> hyper::http::request::Builder {
+        Request::builder()
+            .method(method)
+            .uri(path_and_query)
+            .header(hyper::header::HOST, &self.base.authority)
+    }
+
+    /// Resolves a `Location` header of the reply to a request for `request_path` into the
+    /// path and query to use next: absolute URLs must name this server; relative ones are
+    /// resolved against the request's path (RFC 3986, section 5.2).
+    pub fn resolve_location(&self, request_path: &str, location: &str) -> Option<String> {
+        resolve_location(&self.base.authority, request_path, location)
+    }
+}
+
+/// Pure form of [`Target::resolve_location`].
+///
+/// ```
+/// use layerstore::bench::client::resolve_location;
+///
+/// let at = "/v2/r/blobs/uploads/";
+/// assert_eq!(resolve_location("h:1", at, "http://h:1/v2/r/u/1?x=y").as_deref(), Some("/v2/r/u/1?x=y"));
+/// assert_eq!(resolve_location("h:1", at, "/v2/r/u/1").as_deref(), Some("/v2/r/u/1"));
+/// assert_eq!(resolve_location("h:1", at, "abc?t=1").as_deref(), Some("/v2/r/blobs/uploads/abc?t=1"));
+/// assert_eq!(resolve_location("h:1", at, "http://other/v2/").as_deref(), None);
+/// ```
+pub fn resolve_location(authority: &str, request_path: &str, location: &str) -> Option<String> {
+    let resolved = if let Some(rest) = location
+        .strip_prefix("http://")
+        .or_else(|| location.strip_prefix("//"))
+    {
+        let (host, path) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+        if !host.eq_ignore_ascii_case(authority) {
+            return None;
+        }
+        absolute_path(path)
+    } else if location.contains("://") {
+        return None; // https or another scheme: not this plain-http server
+    } else if location.starts_with('/') {
+        location.to_owned()
+    } else {
+        let (request_path, _query) = split_query(request_path);
+        let directory = &request_path[..request_path.rfind('/').map_or(0, |i| i + 1)];
+        absolute_path(&format!("{directory}{location}"))
+    };
+    let (path, query) = split_query(&resolved);
+    let normalized = remove_dot_segments(path);
+    let joined = match query {
+        Some(query) => format!("{normalized}?{query}"),
+        None => normalized,
+    };
+    let checked: hyper::http::uri::PathAndQuery = joined.parse().ok()?;
+    Some(checked.as_str().to_owned())
+}
+
+fn absolute_path(path: &str) -> String {
+    if path.starts_with('/') {
+        path.to_owned()
+    } else {
+        format!("/{path}")
+    }
+}
+
+fn split_query(path_and_query: &str) -> (&str, Option<&str>) {
+    match path_and_query.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (path_and_query, None),
+    }
+}
+
+/// Removes `.` and `..` segments of an absolute path.
+fn remove_dot_segments(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let last = segments.len().saturating_sub(1);
+    for (i, segment) in segments.iter().enumerate() {
+        match *segment {
+            "." | ".." => {
+                if *segment == ".." {
+                    out.pop();
+                }
+                if i == last {
+                    out.push(""); // "a/b/.." names the directory "a/"
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    format!("/{}", out.join("/"))
+}
+
+/// One kept-alive connection to the target.
+#[derive(Debug)]
+pub struct Connection {
+    target: Arc<Target>,
+    sender: Option<SendRequest<RequestBody>>,
+}
+
+impl Connection {
+    /// A connection opened on first use.
+    pub fn new(target: Arc<Target>) -> Self {
+        Connection {
+            target,
+            sender: None,
+        }
+    }
+
+    /// The target this connection talks to.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// Sends `request` and returns the response head (the body still streams).
+    pub async fn send(
+        &mut self,
+        step: &'static str,
+        request: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, BenchError> {
+        let sender = self.ready(step).await?;
+        match tokio::time::timeout(RESPONSE_TIMEOUT, sender.send_request(request)).await {
+            Ok(result) => result.map_err(|source| BenchError::Http { step, source }),
+            Err(_) => Err(BenchError::Timeout {
+                step,
+                seconds: RESPONSE_TIMEOUT.as_secs(),
+            }),
+        }
+    }
+
+    async fn ready(
+        &mut self,
+        step: &'static str,
+    ) -> Result<&mut SendRequest<RequestBody>, BenchError> {
+        let reusable = match self.sender.as_mut() {
+            Some(sender) => sender.ready().await.is_ok(),
+            None => false,
+        };
+        let sender = match self.sender.take() {
+            Some(sender) if reusable => sender,
+            _ => self.connect(step).await?,
+        };
+        Ok(self.sender.insert(sender))
+    }
+
+    async fn connect(&self, step: &'static str) -> Result<SendRequest<RequestBody>, BenchError> {
+        let addr = self.target.addr;
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|source| BenchError::Connect { addr, source })?;
+        // Small requests (POST, range GET) must not wait for Nagle's algorithm.
+        stream
+            .set_nodelay(true)
+            .map_err(|source| BenchError::Connect { addr, source })?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|source| BenchError::Http { step, source })?;
+        tokio::spawn(async move {
+            // Errors surface on the next request through `ready`/`send_request`.
+            let _ = connection.await;
+        });
+        Ok(sender)
+    }
+}
+
+/// An empty request body.
+pub fn empty() -> RequestBody {
+    Empty::new().boxed()
+}
+
+/// A request body from a buffer.
+pub fn full(bytes: Bytes) -> RequestBody {
+    Full::new(bytes).boxed()
+}
+
+/// The value of `name` as text, if present and valid.
+pub fn header<'a>(response: &'a Response<Incoming>, name: &str) -> Option<&'a str> {
+    response.headers().get(name)?.to_str().ok()
+}
+
+/// Fails with [`BenchError::Status`] unless the status is `expected`.
+pub fn expect_status(
+    step: &'static str,
+    response: &Response<Incoming>,
+    expected: u16,
+) -> Result<(), BenchError> {
+    let got = response.status().as_u16();
+    if got == expected {
+        Ok(())
+    } else {
+        Err(BenchError::Status {
+            step,
+            expected,
+            got,
+        })
+    }
+}
+
+/// The next frame of a response body, failing if the server stalls for [`RESPONSE_TIMEOUT`]
+/// (a server that stops mid-body must not hang the run).
+pub async fn next_frame(
+    step: &'static str,
+    body: &mut Incoming,
+) -> Result<Option<hyper::body::Frame<Bytes>>, BenchError> {
+    match tokio::time::timeout(RESPONSE_TIMEOUT, body.frame()).await {
+        Ok(Some(frame)) => frame
+            .map(Some)
+            .map_err(|source| BenchError::Http { step, source }),
+        Ok(None) => Ok(None),
+        Err(_) => Err(BenchError::Timeout {
+            step,
+            seconds: RESPONSE_TIMEOUT.as_secs(),
+        }),
+    }
+}
+
+/// Reads a body of at most `limit` bytes (longer ones fail: a registry's small answers
+/// must not make the client buffer without bound).
+pub async fn read_body(
+    step: &'static str,
+    body: Incoming,
+    limit: usize,
+) -> Result<Bytes, BenchError> {
+    let mut body = body;
+    let mut out = BytesMut::new();
+    while let Some(frame) = next_frame(step, &mut body).await? {
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > limit {
+                return Err(BenchError::LengthMismatch {
+                    step,
+                    expected: limit as u64,
+                    got: (out.len() + data.len()) as u64,
+                });
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_url_forms() {
+        let url = BaseUrl::parse("http://localhost").unwrap();
+        assert_eq!((url.port, url.prefix.as_str()), (80, ""));
+        let url = BaseUrl::parse("http://[::1]:8080/mirror/").unwrap();
+        assert_eq!(
+            (
+                url.authority.as_str(),
+                url.host.as_str(),
+                url.prefix.as_str()
+            ),
+            ("[::1]:8080", "[::1]", "/mirror")
+        );
+        for bad in [
+            "",
+            "localhost:5000",
+            "ftp://h/",
+            "http://h/?q=1",
+            "https://h",
+        ] {
+            assert!(BaseUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn locations_resolve_like_a_browser() {
+        let at = "/v2/a/b/blobs/uploads/";
+        let cases = [
+            (
+                "/v2/a/b/blobs/uploads/u1?_state=x",
+                Some("/v2/a/b/blobs/uploads/u1?_state=x"),
+            ),
+            ("http://H:5000/v2/x?y=1", Some("/v2/x?y=1")),
+            ("//h:5000/v2/x", Some("/v2/x")),
+            ("http://h:5000", Some("/")),
+            ("u1", Some("/v2/a/b/blobs/uploads/u1")),
+            ("../u1?z", Some("/v2/a/b/blobs/u1?z")),
+            ("./u1", Some("/v2/a/b/blobs/uploads/u1")),
+            ("http://h:5001/v2/x", None),
+            ("https://h:5000/v2/x", None),
+            ("/v2/has space", None),
+        ];
+        for (location, expected) in cases {
+            assert_eq!(
+                resolve_location("h:5000", at, location).as_deref(),
+                expected,
+                "{location}"
+            );
+        }
+    }
+
+    #[test]
+    fn fuzz_entries_survive_hostile_inputs() {
+        let inputs: [&[u8]; 8] = [
+            b"",
+            b"\n",
+            b"/a/b\n../../../../x",
+            b"/\n//h:5000",
+            b"/v2/x?q\nhttp://127.0.0.1:5000?a=b",
+            b"/\n\xff\xfe",
+            b"/a\n./../.?/..",
+            b"1 (x) S 1 2 3 4 5 6 7 8 9 10 11 99999999999999999999 1\nVmHWM: 99999999999999999999999 kB",
+        ];
+        for input in inputs {
+            crate::fuzzing::bench_location(input);
+            crate::fuzzing::bench_proc_text(input);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_location_resolves_safely_or_not_at_all(request in "/[a-z/.]{0,20}", location in "\\PC{0,40}") {
+            crate::fuzzing::bench_location(format!("{request}\n{location}").as_bytes());
+        }
+    }
+
+    #[test]
+    fn dot_segments() {
+        assert_eq!(remove_dot_segments("/a/b/../c/./d"), "/a/c/d");
+        assert_eq!(remove_dot_segments("/../../a"), "/a");
+        assert_eq!(remove_dot_segments("/a/b/.."), "/a/");
+    }
+}
