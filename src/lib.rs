@@ -9,6 +9,10 @@
 //! | [`digest`] | `algorithm:hex` digests: parse, validate, print | pure |
 //! | [`hash`] | resumable SHA-256/512 states, own and Go encodings | pure |
 //! | [`filehash`] | hash files (mapped windows) and streams with flat memory | reads files |
+//! | [`http`] | OCI distribution API: `Range`/`Content-Range` parsing, `_state` tokens, error codes | pure (so far) |
+//! | [`names`] | validated repository names, tags, upload ids | pure |
+//! | [`storage`] | storage drivers (filesystem, in-memory), validated paths, distribution's layout | files |
+//! | [`store`] | blob store: links, resumable uploads, atomic publish, purge, fsck | files |
 //! | [`manifest`] | manifest parsing and validation, Accept, referrers, pagination | pure |
 //! | [`fuzzing`] | entry points shared by the fuzz targets and the corpus replay test | pure |
 //!
@@ -22,7 +26,11 @@ pub mod digest;
 pub mod filehash;
 pub mod fuzzing;
 pub mod hash;
+pub mod http;
 pub mod manifest;
+pub mod names;
+pub mod storage;
+pub mod store;
 
 pub use digest::{Digest, DigestError};
 pub use hash::{Hasher, ResumableSha256, ResumableSha512, StateError};

@@ -12,6 +12,8 @@ fn entry(target: &str) -> Option<fn(&[u8])> {
         "digest_parse" => digest_parse,
         "hash_state_own" => hash_state_own,
         "hash_state_go" => hash_state_go,
+        "range_header" => range_header,
+        "upload_token" => upload_token,
         "manifest_parse" => manifest_parse,
         _ => return None,
     })

@@ -1,7 +1,7 @@
 //! `layerstore digest`: print the digest of files or standard input.
 
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
@@ -68,7 +68,7 @@ pub fn run(args: DigestArgs) -> ExitCode {
     }
 }
 
-fn digest_input(input: &PathBuf, algorithm: HashAlgorithm) -> io::Result<Digest> {
+fn digest_input(input: &Path, algorithm: HashAlgorithm) -> io::Result<Digest> {
     if input.as_os_str() == "-" {
         let mut hasher = Hasher::new(algorithm);
         filehash::hash_reader(&mut io::stdin().lock(), &mut hasher)?;

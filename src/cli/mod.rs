@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod digest;
+mod serve;
 
 /// layerstore: a content-addressable blob store for container registries.
 #[derive(Debug, Parser)]
@@ -16,6 +17,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Serve(serve::ServeArgs),
     Digest(digest::DigestArgs),
 }
 
@@ -23,6 +25,7 @@ enum Command {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve(args) => serve::run(args),
         Command::Digest(args) => digest::run(args),
     }
 }

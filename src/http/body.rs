@@ -1,0 +1,115 @@
+//! Response bodies: empty, small in-memory, zero-copy slices of a mapped blob, and streams.
+//!
+//! A mapped blob becomes [`Bytes`] that *own* an `Arc` of the map ([`Bytes::from_owner`]), so a
+//! GET of any size or range hands hyper a slice of the page cache and copies nothing into user
+//! space. Blobs on drivers without maps are streamed from a blocking reader through a small
+//! bounded channel, so memory stays flat whatever the size.
+
+use std::convert::Infallible;
+use std::io::{self, Read};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full, StreamBody};
+use hyper::body::Frame;
+
+use crate::store::{BlobBody, ByteRange};
+
+/// The body type of every response.
+pub type Body = BoxBody<Bytes, io::Error>;
+
+/// Bytes per frame when streaming from a driver reader.
+const STREAM_CHUNK: usize = 256 * 1024;
+
+/// No body.
+pub fn empty() -> Body {
+    Empty::<Bytes>::new().map_err(never).boxed()
+}
+
+/// A body held in memory (JSON documents, manifests).
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).map_err(never).boxed()
+}
+
+fn never(e: Infallible) -> io::Error {
+    match e {}
+}
+
+/// A body of several in-memory pieces, sent as one frame each (no concatenation copy).
+pub fn frames(parts: Vec<Bytes>) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel(parts.len().max(1));
+    for part in parts {
+        // The channel holds every part, so this never waits or fails.
+        let _ = tx.try_send(Ok(Frame::data(part)));
+    }
+    BodyExt::boxed(StreamBody::new(ChannelStream(rx)))
+}
+
+/// Owns a map so [`Bytes`] can borrow from it for as long as hyper needs.
+struct MapOwner(Arc<memmap2::Mmap>);
+
+impl AsRef<[u8]> for MapOwner {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// The bytes of `range` of a blob (the whole blob when `None`), as a body.
+///
+/// Must be called where blocking is allowed: a driver without maps opens its reader here.
+pub fn blob(body: &BlobBody, range: Option<ByteRange>) -> io::Result<Body> {
+    match (body, range) {
+        (BlobBody::Mapped(map), range) => Ok(full(map_slice(map, range))),
+        (stream, range) => {
+            let reader = stream.reader(range).map_err(io::Error::other)?;
+            Ok(stream_reader(reader))
+        }
+    }
+}
+
+/// A zero-copy [`Bytes`] view of `range` of a map.
+pub fn map_slice(map: &Arc<memmap2::Mmap>, range: Option<ByteRange>) -> Bytes {
+    let bytes = Bytes::from_owner(MapOwner(Arc::clone(map)));
+    match range {
+        // The store checked the range against the size.
+        Some(r) => bytes.slice(r.start as usize..=r.end as usize),
+        None => bytes,
+    }
+}
+
+/// Streams a blocking reader: a blocking task reads [`STREAM_CHUNK`]-byte pieces into a channel
+/// of two, so at most a few chunks are in memory at once.
+pub fn stream_reader(mut reader: Box<dyn Read + Send>) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Frame<Bytes>>>(2);
+    tokio::task::spawn_blocking(move || loop {
+        let mut buf = vec![0u8; STREAM_CHUNK];
+        let item = match reader.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                buf.truncate(n);
+                Ok(Frame::data(Bytes::from(buf)))
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => Err(e),
+        };
+        let failed = item.is_err();
+        if tx.blocking_send(item).is_err() || failed {
+            return; // client gone, or error delivered
+        }
+    });
+    BodyExt::boxed(StreamBody::new(ChannelStream(rx)))
+}
+
+/// An mpsc receiver as a `Stream` of frames.
+struct ChannelStream(tokio::sync::mpsc::Receiver<io::Result<Frame<Bytes>>>);
+
+impl futures_core::Stream for ChannelStream {
+    type Item = io::Result<Frame<Bytes>>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
+}

@@ -1,0 +1,9 @@
+//! Request handlers, one file per resource. A handler parses what the route did not (query,
+//! headers, body), calls the store on a blocking thread, and builds the response.
+
+pub mod base;
+pub mod blobs;
+mod common;
+pub mod listing;
+pub mod manifests;
+pub mod uploads;

@@ -1,0 +1,391 @@
+//! Blob uploads: `POST …/blobs/uploads/` (new session, single-request upload, cross-repository
+//! mount), `PATCH` (streamed or chunked), `PUT` (commit), `GET`/`HEAD` (status) and `DELETE`.
+//!
+//! Request bodies are never buffered: frames go through a bounded channel to a blocking thread
+//! that writes and hashes them ([`receive`]). After every request that added bytes the upload is
+//! checkpointed (data fsync'd, hash state saved), so any instance sharing the root can continue
+//! it. Uploads follow distribution v3 and the OCI spec where 2.8 differs: an offset mismatch or an
+//! out-of-order chunk is a 416 that keeps the upload, and status needs no token.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_RANGE, LOCATION, RANGE};
+use hyper::{Request, Response, StatusCode};
+
+use super::blobs::DOCKER_CONTENT_DIGEST;
+use super::common::{blocking, header_str, header_value, query_param};
+use crate::digest::Digest;
+use crate::http::app::AppState;
+use crate::http::body::{self, Body};
+use crate::http::error::ApiError;
+use crate::http::error_code::ErrorCode;
+use crate::http::range::parse_content_range;
+use crate::http::token::UploadState;
+use crate::names::{RepositoryName, UploadId};
+use crate::store::{rfc3339, StoreError, Upload};
+
+const DOCKER_UPLOAD_UUID: &str = "docker-upload-uuid";
+
+/// Frames in flight between the socket and the writer thread.
+const FRAMES_IN_FLIGHT: usize = 8;
+
+/// `POST /v2/<name>/blobs/uploads/`.
+pub async fn start(
+    state: &Arc<AppState>,
+    name: RepositoryName,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let uri = request.uri().clone();
+    if let Some(mount) = query_param(&uri, "mount") {
+        if let Some(response) = try_mount(state, &name, &mount, query_param(&uri, "from")).await {
+            return Ok(response);
+        }
+    }
+    let digest = query_param(&uri, "digest")
+        .map(|d| parse_digest(&d))
+        .transpose()?;
+    let store = state.store.clone();
+    let repo = name.clone();
+    let upload = blocking(move || store.create_upload(&repo)).await?;
+    match digest {
+        Some(digest) => monolithic(state, upload, digest, request.into_body()).await,
+        None => Ok(session_response(
+            state,
+            StatusCode::ACCEPTED,
+            &name,
+            upload.id(),
+            0,
+        )),
+    }
+}
+
+/// `GET`/`HEAD` on an upload: where it stands. Works by id alone, as in distribution v3.
+pub async fn status(
+    state: &Arc<AppState>,
+    name: RepositoryName,
+    id: UploadId,
+) -> Result<Response<Body>, ApiError> {
+    let store = state.store.clone();
+    let (repo, upload_id) = (name.clone(), id.clone());
+    let status = blocking(move || store.upload_status(&repo, &upload_id)).await?;
+    Ok(session_response(
+        state,
+        StatusCode::NO_CONTENT,
+        &name,
+        &id,
+        status.offset,
+    ))
+}
+
+/// `PATCH`: appends the body, streamed or as a chunk checked against `Content-Range`.
+pub async fn patch(
+    state: &Arc<AppState>,
+    name: RepositoryName,
+    id: UploadId,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let upload = open_checked(state, &name, &id, &request).await?;
+    let (upload, received) = receive(state, upload, request.into_body()).await;
+    // Save what arrived even when the body failed, but report the body's failure first.
+    let saved = checkpoint(upload).await;
+    received?;
+    let offset = saved?;
+    Ok(session_response(
+        state,
+        StatusCode::ACCEPTED,
+        &name,
+        &id,
+        offset,
+    ))
+}
+
+/// `PUT ?digest=`: appends an optional last chunk and commits the blob.
+pub async fn put(
+    state: &Arc<AppState>,
+    name: RepositoryName,
+    id: UploadId,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let digest = match query_param(request.uri(), "digest") {
+        Some(d) => parse_digest(&d)?,
+        None => {
+            return Err(ApiError::with_message(
+                ErrorCode::DigestInvalid,
+                "digest missing",
+            ))
+        }
+    };
+    let upload = open_checked(state, &name, &id, &request).await?;
+    let (upload, received) = receive(state, upload, request.into_body()).await;
+    if let Err(e) = received {
+        let _ = checkpoint(upload).await;
+        return Err(e);
+    }
+    commit(upload, &name, digest).await
+}
+
+/// `DELETE`: cancels the session.
+pub async fn cancel(
+    state: &Arc<AppState>,
+    name: RepositoryName,
+    id: UploadId,
+) -> Result<Response<Body>, ApiError> {
+    let store = state.store.clone();
+    let upload_id = id.clone();
+    blocking(move || store.cancel_upload(&name, &upload_id)).await?;
+    let mut response = Response::new(body::empty());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(0));
+    headers.insert(DOCKER_UPLOAD_UUID, header_value(id.to_string()));
+    Ok(response)
+}
+
+/// A single-request upload (`POST ?digest=`): body, commit, 201. A failed one leaves nothing.
+async fn monolithic(
+    state: &Arc<AppState>,
+    upload: Upload,
+    digest: Digest,
+    body: Incoming,
+) -> Result<Response<Body>, ApiError> {
+    let name = upload.repo().clone();
+    let (upload, received) = receive(state, upload, body).await;
+    if let Err(e) = received {
+        blocking(move || upload.cancel()).await?;
+        return Err(e);
+    }
+    let store = state.store.clone();
+    let id = upload.id().clone();
+    let result = commit(upload, &name, digest).await;
+    if result.is_err() {
+        // The commit kept the session for a retry that a single-request client never makes.
+        let _ = blocking(move || store.cancel_upload(&name, &id)).await;
+    }
+    result
+}
+
+/// `?mount=<digest>&from=<repo>`: links the blob when `from` has it (or, with no `from`, when
+/// the registry has it at all). `None` means "start a normal session instead", as the spec says.
+async fn try_mount(
+    state: &Arc<AppState>,
+    name: &RepositoryName,
+    mount: &str,
+    from: Option<String>,
+) -> Option<Response<Body>> {
+    let digest = Digest::parse(mount).ok()?;
+    let from = match from {
+        Some(from) => Some(RepositoryName::parse(&from).ok()?),
+        None => None,
+    };
+    let store = state.store.clone();
+    let (to, linked) = (name.clone(), digest.clone());
+    let mounted = blocking(move || match from {
+        Some(from) => store.mount_blob(&from, &to, &linked),
+        None => store.stat_global(&linked).and_then(|info| {
+            store.link_blob(&to, &linked, &info.digest)?;
+            Ok(info)
+        }),
+    })
+    .await;
+    mounted.ok().map(|_| blob_created(name, &digest))
+}
+
+/// Opens an upload for writing after checking its token (if any) and `Content-Range` (if any)
+/// against the bytes it holds. A mismatch is a 416 that tells the client where it stands.
+async fn open_checked(
+    state: &Arc<AppState>,
+    name: &RepositoryName,
+    id: &UploadId,
+    request: &Request<Incoming>,
+) -> Result<Upload, ApiError> {
+    let token = query_param(request.uri(), "_state")
+        .map(|token| state.signer.verify(&token))
+        .transpose()?;
+    if let Some(token) = &token {
+        if token.name != name.as_str() || token.uuid != id.as_str() {
+            return Err(ApiError::with_message(
+                ErrorCode::BlobUploadInvalid,
+                "upload token is for another upload",
+            ));
+        }
+    }
+    let chunk = match header_str(request.headers(), &CONTENT_RANGE) {
+        Some(value) => Some(
+            parse_content_range(value)
+                .map_err(|e| ApiError::with_message(ErrorCode::RangeInvalid, e.to_string()))?,
+        ),
+        None => None,
+    };
+    let store = state.store.clone();
+    let (repo, upload_id) = (name.clone(), id.clone());
+    let upload = blocking(move || store.resume_upload(&repo, &upload_id)).await?;
+    let offset = upload.offset();
+    let stale_token = token.is_some_and(|t| u64::try_from(t.offset).ok() != Some(offset));
+    let out_of_order = chunk.is_some_and(|c| c.start != offset);
+    if stale_token || out_of_order {
+        return Err(range_invalid(state, name, id, offset));
+    }
+    if let (Some(chunk), Some(length)) = (chunk, content_length(request)) {
+        if chunk.len() != length {
+            return Err(ApiError::new(
+                ErrorCode::SizeInvalid,
+                Some(serde_json::json!({ "content_range": chunk.len(), "content_length": length })),
+            ));
+        }
+    }
+    Ok(upload)
+}
+
+/// Streams `body` into `upload` on a blocking thread. Returns the upload (so the caller can
+/// checkpoint or commit it) and whether the whole body arrived and was stored.
+async fn receive(
+    state: &Arc<AppState>,
+    mut upload: Upload,
+    mut body: Incoming,
+) -> (Upload, Result<(), ApiError>) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(FRAMES_IN_FLIGHT);
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut result = Ok(());
+        while let Some(bytes) = rx.blocking_recv() {
+            if let Err(e) = upload.append(&bytes) {
+                result = Err(e);
+                break;
+            }
+        }
+        (upload, result)
+    });
+    let mut received = Ok(());
+    loop {
+        let frame = tokio::time::timeout(state.body_idle_timeout, body.frame()).await;
+        let bytes = match frame {
+            Ok(None) => break,
+            Ok(Some(Ok(frame))) => match frame.into_data() {
+                Ok(bytes) => bytes,
+                Err(_) => continue, // trailers
+            },
+            Ok(Some(Err(e))) => {
+                received = Err(ApiError::from(StoreError::Input(std::io::Error::other(e))));
+                break;
+            }
+            Err(_) => {
+                received = Err(ApiError::with_message(
+                    ErrorCode::BlobUploadInvalid,
+                    "request body stalled",
+                ));
+                break;
+            }
+        };
+        if tx.send(bytes).await.is_err() {
+            break; // the writer failed; its error is reported below
+        }
+    }
+    drop(tx);
+    match writer.await {
+        Ok((upload, written)) => {
+            let result = written.map_err(ApiError::from).and(received);
+            (upload, result)
+        }
+        Err(join) => panic!("upload writer thread panicked: {join}"),
+    }
+}
+
+/// Makes what arrived durable and resumable; returns the new offset.
+async fn checkpoint(mut upload: Upload) -> Result<u64, ApiError> {
+    blocking(move || {
+        upload.checkpoint()?;
+        Ok::<_, StoreError>(upload.offset())
+    })
+    .await
+}
+
+async fn commit(
+    upload: Upload,
+    name: &RepositoryName,
+    digest: Digest,
+) -> Result<Response<Body>, ApiError> {
+    let claimed = digest.clone();
+    blocking(move || upload.commit(&claimed, None)).await?;
+    Ok(blob_created(name, &digest))
+}
+
+/// 201 for a blob now in the repository.
+fn blob_created(name: &RepositoryName, digest: &Digest) -> Response<Body> {
+    let mut response = Response::new(body::empty());
+    *response.status_mut() = StatusCode::CREATED;
+    let headers = response.headers_mut();
+    headers.insert(LOCATION, header_value(format!("/v2/{name}/blobs/{digest}")));
+    headers.insert(DOCKER_CONTENT_DIGEST, header_value(digest.to_string()));
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(0));
+    response
+}
+
+/// 202/204 describing a session: fresh `Location` with a token, `Range`, `Docker-Upload-UUID`.
+fn session_response(
+    state: &AppState,
+    status: StatusCode,
+    name: &RepositoryName,
+    id: &UploadId,
+    offset: u64,
+) -> Response<Body> {
+    let mut response = Response::new(body::empty());
+    *response.status_mut() = status;
+    for (header, value) in session_headers(state, name, id, offset) {
+        response.headers_mut().insert(header, value);
+    }
+    response
+        .headers_mut()
+        .insert(CONTENT_LENGTH, HeaderValue::from(0));
+    response
+}
+
+/// 416 `RANGE_INVALID` that keeps the upload and says where it stands.
+fn range_invalid(state: &AppState, name: &RepositoryName, id: &UploadId, offset: u64) -> ApiError {
+    session_headers(state, name, id, offset)
+        .into_iter()
+        .fold(ApiError::new(ErrorCode::RangeInvalid, None), |e, (h, v)| {
+            e.header(h, v)
+        })
+}
+
+fn session_headers(
+    state: &AppState,
+    name: &RepositoryName,
+    id: &UploadId,
+    offset: u64,
+) -> Vec<(HeaderName, HeaderValue)> {
+    let token = state.signer.sign(&UploadState {
+        name: name.to_string(),
+        uuid: id.to_string(),
+        offset: i64::try_from(offset).unwrap_or(i64::MAX),
+        started_at: rfc3339::format(std::time::SystemTime::now()),
+    });
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("_state", &token)
+        .finish();
+    vec![
+        (
+            LOCATION,
+            header_value(format!("/v2/{name}/blobs/uploads/{id}?{query}")),
+        ),
+        // distribution's form: `0-<last byte>`, and `0-0` for an empty upload.
+        (
+            RANGE,
+            header_value(format!("0-{}", offset.saturating_sub(1))),
+        ),
+        (
+            HeaderName::from_static(DOCKER_UPLOAD_UUID),
+            header_value(id.to_string()),
+        ),
+    ]
+}
+
+fn parse_digest(text: &str) -> Result<Digest, ApiError> {
+    Digest::parse(text).map_err(|e| ApiError::with_message(ErrorCode::DigestInvalid, e.to_string()))
+}
+
+fn content_length(request: &Request<Incoming>) -> Option<u64> {
+    header_str(request.headers(), &CONTENT_LENGTH)?.parse().ok()
+}

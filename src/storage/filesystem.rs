@@ -1,0 +1,320 @@
+//! [`FilesystemDriver`]: the default driver, a directory tree under a root directory.
+//!
+//! The layout under the root is exactly distribution's `filesystem` driver layout, so either
+//! program can serve the other's root. Unlike distribution, every metadata write is atomic
+//! (temp file, fsync, rename, fsync of the directory), and moves and new directories are made
+//! durable before returning. Temporary files are named `.layerstore-tmp-<random>` next to their
+//! target; listings hide them, and a crash can only leave them behind, never a half-written
+//! target.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use super::{DriverPath, FileInfo, FileWriter, StorageDriver, StorageError, MAX_CONTENT_LEN};
+
+/// Prefix of the temporary files `put_content` renames into place.
+pub const TEMP_PREFIX: &str = ".layerstore-tmp-";
+
+/// A storage driver over a local directory.
+///
+/// ```
+/// use layerstore::storage::{DriverPath, FilesystemDriver, StorageDriver};
+/// let dir = tempfile::tempdir().unwrap();
+/// let driver = FilesystemDriver::new(dir.path());
+/// let path = DriverPath::parse("/a/b/link").unwrap();
+/// driver.put_content(&path, b"hello").unwrap();
+/// assert_eq!(driver.get_content(&path).unwrap(), b"hello");
+/// assert!(dir.path().join("a/b/link").is_file());
+/// ```
+#[derive(Debug, Clone)]
+pub struct FilesystemDriver {
+    root: PathBuf,
+}
+
+impl FilesystemDriver {
+    /// A driver rooted at `root` (created on first write if missing).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        FilesystemDriver { root: root.into() }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The local file for `path`. Safe because `DriverPath` has no `..` and no separators
+    /// inside components.
+    fn local(&self, path: &DriverPath) -> PathBuf {
+        self.root.join(path.relative())
+    }
+
+    /// Creates `dir` and its missing ancestors, fsyncing each parent a directory was added to,
+    /// so the new entries survive a crash.
+    fn create_dirs(&self, dir: &DriverPath) -> Result<(), StorageError> {
+        let local = self.local(dir);
+        if local.is_dir() {
+            return Ok(());
+        }
+        if let Some(parent) = dir.parent() {
+            self.create_dirs(&parent)?;
+        }
+        match fs::create_dir(&local) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && local.is_dir() => return Ok(()),
+            Err(e) => return Err(StorageError::io("mkdir", dir, e)),
+        }
+        self.sync_parent(dir)
+    }
+
+    fn create_parent_dirs(&self, path: &DriverPath) -> Result<(), StorageError> {
+        match path.parent() {
+            Some(parent) => self.create_dirs(&parent),
+            None => Ok(()),
+        }
+    }
+
+    /// fsyncs the directory holding `path`, which makes a rename or create in it durable.
+    fn sync_parent(&self, path: &DriverPath) -> Result<(), StorageError> {
+        let parent = path.parent().unwrap_or_else(DriverPath::root);
+        sync_dir(&self.local(&parent)).map_err(|e| StorageError::io("fsync dir", &parent, e))
+    }
+
+    fn open_file(&self, path: &DriverPath) -> Result<(File, u64), StorageError> {
+        let file = File::open(self.local(path)).map_err(|e| StorageError::io("open", path, e))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| StorageError::io("stat", path, e))?;
+        if meta.is_dir() {
+            return Err(StorageError::IsDirectory(path.clone()));
+        }
+        Ok((file, meta.len()))
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn temp_name() -> String {
+    let mut bytes = [0u8; 8];
+    // A clash only costs a retry of the caller's write; fall back to the clock if the OS
+    // random source is unavailable.
+    if getrandom::fill(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        bytes = (nanos as u64 ^ u64::from(std::process::id())).to_le_bytes();
+    }
+    format!("{TEMP_PREFIX}{}", crate::digest::to_hex(&bytes))
+}
+
+impl StorageDriver for FilesystemDriver {
+    fn name(&self) -> &'static str {
+        "filesystem"
+    }
+
+    fn get_content(&self, path: &DriverPath) -> Result<Vec<u8>, StorageError> {
+        let (file, size) = self.open_file(path)?;
+        if size > MAX_CONTENT_LEN {
+            return Err(StorageError::TooLarge {
+                path: path.clone(),
+                size,
+                limit: MAX_CONTENT_LEN,
+            });
+        }
+        let mut content = Vec::with_capacity(size as usize);
+        file.take(MAX_CONTENT_LEN)
+            .read_to_end(&mut content)
+            .map_err(|e| StorageError::io("read", path, e))?;
+        Ok(content)
+    }
+
+    fn put_content(&self, path: &DriverPath, content: &[u8]) -> Result<(), StorageError> {
+        self.create_parent_dirs(path)?;
+        let target = self.local(path);
+        let temp = target.with_file_name(temp_name());
+        let write = || -> io::Result<()> {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&temp)?;
+            file.write_all(content)?;
+            file.sync_all()?;
+            fs::rename(&temp, &target)
+        };
+        if let Err(e) = write() {
+            let _ = fs::remove_file(&temp);
+            return Err(StorageError::io("put", path, e));
+        }
+        self.sync_parent(path)
+    }
+
+    fn reader(&self, path: &DriverPath, offset: u64) -> Result<Box<dyn Read + Send>, StorageError> {
+        let (mut file, size) = self.open_file(path)?;
+        if offset > size {
+            return Err(StorageError::InvalidOffset {
+                path: path.clone(),
+                offset,
+                size,
+            });
+        }
+        file.seek(SeekFrom::Start(offset))
+            .map_err(|e| StorageError::io("seek", path, e))?;
+        Ok(Box::new(file))
+    }
+
+    fn writer(&self, path: &DriverPath, append: bool) -> Result<Box<dyn FileWriter>, StorageError> {
+        self.create_parent_dirs(path)?;
+        let local = self.local(path);
+        let existed = local.exists();
+        let file = OpenOptions::new()
+            .create(true)
+            .append(append)
+            .write(true)
+            .truncate(!append)
+            .open(&local)
+            .map_err(|e| StorageError::io("open for write", path, e))?;
+        let size = if append {
+            file.metadata()
+                .map_err(|e| StorageError::io("stat", path, e))?
+                .len()
+        } else {
+            0
+        };
+        Ok(Box::new(FsFileWriter {
+            file,
+            size,
+            path: path.clone(),
+            local,
+            new_entry: !existed,
+            driver: self.clone(),
+        }))
+    }
+
+    fn stat(&self, path: &DriverPath) -> Result<FileInfo, StorageError> {
+        let meta = fs::metadata(self.local(path)).map_err(|e| StorageError::io("stat", path, e))?;
+        Ok(FileInfo {
+            path: path.clone(),
+            size: if meta.is_dir() { 0 } else { meta.len() },
+            is_dir: meta.is_dir(),
+            modified: meta
+                .modified()
+                .map_err(|e| StorageError::io("stat", path, e))?,
+        })
+    }
+
+    fn list(&self, path: &DriverPath) -> Result<Vec<DriverPath>, StorageError> {
+        let local = self.local(path);
+        let entries = fs::read_dir(&local).map_err(|e| match e.kind() {
+            io::ErrorKind::NotADirectory => StorageError::NotADirectory(path.clone()),
+            _ => StorageError::io("list", path, e),
+        })?;
+        let mut children = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| StorageError::io("list", path, e))?;
+            let name = entry.file_name();
+            // Names we could not have written (temp files, foreign characters) are not part of
+            // the store's key space.
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with(TEMP_PREFIX) {
+                continue;
+            }
+            if let Ok(child) = path.join(name) {
+                children.push(child);
+            }
+        }
+        children.sort();
+        Ok(children)
+    }
+
+    fn move_to(&self, source: &DriverPath, dest: &DriverPath) -> Result<(), StorageError> {
+        let from = self.local(source);
+        if !from.exists() {
+            return Err(StorageError::NotFound(source.clone()));
+        }
+        self.create_parent_dirs(dest)?;
+        fs::rename(&from, self.local(dest)).map_err(|e| StorageError::io("rename", source, e))?;
+        self.sync_parent(dest)?;
+        if source.parent() != dest.parent() {
+            self.sync_parent(source)?;
+        }
+        Ok(())
+    }
+
+    fn delete(&self, path: &DriverPath) -> Result<(), StorageError> {
+        let local = self.local(path);
+        let meta = fs::symlink_metadata(&local).map_err(|e| StorageError::io("delete", path, e))?;
+        let removed = if meta.is_dir() {
+            fs::remove_dir_all(&local)
+        } else {
+            fs::remove_file(&local)
+        };
+        removed.map_err(|e| StorageError::io("delete", path, e))
+    }
+
+    fn map(&self, path: &DriverPath) -> Option<Result<memmap2::Mmap, StorageError>> {
+        let map = || {
+            let (file, _) = self.open_file(path)?;
+            // SAFETY: the map is read-only. The store maps only committed blobs, which are never
+            // modified in place (a blob is replaced only by renaming a new file over it, which
+            // leaves this mapping's inode untouched), and upload `data` files, which only grow
+            // while mapped. A file truncated by a foreign process could still raise SIGBUS.
+            #[allow(unsafe_code)]
+            let map = unsafe { memmap2::Mmap::map(&file) };
+            map.map_err(|e| StorageError::io("mmap", path, e))
+        };
+        Some(map())
+    }
+}
+
+/// The filesystem driver's [`FileWriter`]: a plain file opened for appending.
+#[derive(Debug)]
+struct FsFileWriter {
+    file: File,
+    size: u64,
+    path: DriverPath,
+    local: PathBuf,
+    /// The file did not exist before: its directory entry needs an fsync of the parent too.
+    new_entry: bool,
+    driver: FilesystemDriver,
+}
+
+impl Write for FsFileWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl FileWriter for FsFileWriter {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn sync(&mut self) -> Result<(), StorageError> {
+        self.file
+            .sync_data()
+            .map_err(|e| StorageError::io("fsync", &self.path, e))?;
+        if self.new_entry {
+            self.driver.sync_parent(&self.path)?;
+            self.new_entry = false;
+        }
+        Ok(())
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<(), StorageError> {
+        self.sync()
+    }
+
+    fn cancel(self: Box<Self>) -> Result<(), StorageError> {
+        drop(self.file);
+        fs::remove_file(&self.local).map_err(|e| StorageError::io("delete", &self.path, e))
+    }
+}

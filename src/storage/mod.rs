@@ -1,0 +1,148 @@
+//! Storage drivers: the narrow interface between the blob store and the bytes' home.
+//!
+//! [`StorageDriver`] follows distribution's `storagedriver` so that a store written through one
+//! backend has the same keys as distribution's. Two drivers ship: [`FilesystemDriver`] (the
+//! default; a root directory) and [`InMemoryDriver`] (tests, caches). Every method takes a
+//! validated [`DriverPath`], so no input can address anything outside the driver's root.
+//!
+//! The trait assumes nothing an object store (S3) lacks. How each method maps onto S3:
+//!
+//! | method | filesystem | S3 |
+//! |---|---|---|
+//! | `get_content` | read the file | `GetObject` |
+//! | `put_content` | temp file, fsync, rename, fsync dir (atomic) | `PutObject` (atomic by nature) |
+//! | `reader(path, offset)` | open + seek | `GetObject` with `Range: bytes=offset-` |
+//! | `writer(path, append)` | open for append | multipart upload; append resumes it (list parts) |
+//! | `FileWriter::sync` | `fsync` | flush buffered part(s) |
+//! | `FileWriter::commit` | `fsync` | `CompleteMultipartUpload` |
+//! | `stat` | `metadata` | `HeadObject`, else `ListObjectsV2` prefix (a "directory") |
+//! | `list` | `read_dir`, sorted | `ListObjectsV2` with delimiter `/` (sorted by key) |
+//! | `move_to` | `rename` + fsync dirs | `CopyObject` + `DeleteObject` |
+//! | `delete` | remove file or tree | `DeleteObjects` over a prefix listing |
+//! | `walk` | `list` + `stat`, depth first | `ListObjectsV2` without delimiter |
+//! | `map` | `mmap` (zero copy) | not available (`None`): callers stream |
+//!
+//! Directories are implicit, as on S3: writing a file creates its parents; a directory exists
+//! while something is in it. No method relies on hard links, permissions or empty directories.
+
+mod error;
+pub mod filesystem;
+pub mod inmemory;
+mod path;
+pub mod paths;
+
+use std::io::{Read, Write};
+use std::time::SystemTime;
+
+pub use error::StorageError;
+pub use filesystem::FilesystemDriver;
+pub use inmemory::InMemoryDriver;
+pub use path::{DriverPath, PathError, MAX_COMPONENT_LEN, MAX_PATH_LEN};
+pub use paths::PathSpec;
+
+/// Largest file [`StorageDriver::get_content`] reads whole. Links, hash states and `startedat`
+/// are tiny; manifests are limited to 4 MiB by the registry. Anything larger is streamed.
+pub const MAX_CONTENT_LEN: u64 = 16 << 20;
+
+/// What [`StorageDriver::stat`] reports about a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileInfo {
+    /// The path.
+    pub path: DriverPath,
+    /// Size in bytes (0 for directories).
+    pub size: u64,
+    /// True for a directory (a prefix with children, on object stores).
+    pub is_dir: bool,
+    /// Last modification time.
+    pub modified: SystemTime,
+}
+
+/// What a [`StorageDriver::walk`] callback wants next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WalkControl {
+    /// Keep going (into this directory, if it is one).
+    Continue,
+    /// Do not descend into this directory.
+    SkipDir,
+}
+
+/// A writer opened by [`StorageDriver::writer`]: bytes written are appended to the file.
+///
+/// Dropping it without [`commit`](FileWriter::commit) keeps what was written (as distribution
+/// does), but without the durability guarantee.
+pub trait FileWriter: Write + Send + std::fmt::Debug {
+    /// Size of the file so far, including bytes written before this writer was opened.
+    fn size(&self) -> u64;
+    /// Makes everything written so far durable (fsync), keeping the writer open.
+    fn sync(&mut self) -> Result<(), StorageError>;
+    /// Makes everything durable and closes the writer.
+    fn commit(self: Box<Self>) -> Result<(), StorageError>;
+    /// Closes the writer and deletes the file.
+    fn cancel(self: Box<Self>) -> Result<(), StorageError>;
+}
+
+/// A storage backend. Implementations are shared between threads (`Send + Sync`); the API is
+/// synchronous (an async caller runs it on a blocking thread).
+pub trait StorageDriver: Send + Sync + std::fmt::Debug {
+    /// A short name for messages (`filesystem`, `inmemory`).
+    fn name(&self) -> &'static str;
+
+    /// The whole content of a small file (at most [`MAX_CONTENT_LEN`] bytes).
+    fn get_content(&self, path: &DriverPath) -> Result<Vec<u8>, StorageError>;
+
+    /// Replaces the file at `path` with `content`, atomically: a reader sees the old content
+    /// or the new, never a mix, and after a crash one of the two is there, complete.
+    fn put_content(&self, path: &DriverPath, content: &[u8]) -> Result<(), StorageError>;
+
+    /// A stream of the file's bytes from `offset`. An offset past the end is
+    /// [`StorageError::InvalidOffset`]; exactly at the end gives an empty stream.
+    fn reader(&self, path: &DriverPath, offset: u64) -> Result<Box<dyn Read + Send>, StorageError>;
+
+    /// A writer to `path`: with `append` it continues an existing file (or starts an empty
+    /// one), without it the file is truncated first.
+    fn writer(&self, path: &DriverPath, append: bool) -> Result<Box<dyn FileWriter>, StorageError>;
+
+    /// Size, kind and modification time of a file or directory.
+    fn stat(&self, path: &DriverPath) -> Result<FileInfo, StorageError>;
+
+    /// The direct children of a directory, sorted by path.
+    fn list(&self, path: &DriverPath) -> Result<Vec<DriverPath>, StorageError>;
+
+    /// Moves a file from `source` to `dest`, creating `dest`'s parents and replacing any file
+    /// there. Durable when it returns.
+    fn move_to(&self, source: &DriverPath, dest: &DriverPath) -> Result<(), StorageError>;
+
+    /// Deletes a file, or a directory and everything below it.
+    fn delete(&self, path: &DriverPath) -> Result<(), StorageError>;
+
+    /// A read-only memory map of a whole file, when the backend can give one (zero-copy reads).
+    /// `None` means "not supported here": stream with [`reader`](StorageDriver::reader).
+    fn map(&self, path: &DriverPath) -> Option<Result<memmap2::Mmap, StorageError>> {
+        let _ = path;
+        None
+    }
+
+    /// Visits everything below `path` depth first, in sorted order, calling `visit` for each
+    /// file and directory (not for `path` itself).
+    fn walk(
+        &self,
+        path: &DriverPath,
+        visit: &mut dyn FnMut(&FileInfo) -> Result<WalkControl, StorageError>,
+    ) -> Result<(), StorageError> {
+        for child in self.list(path)? {
+            let info = match self.stat(&child) {
+                Ok(info) => info,
+                // Deleted between list and stat: nothing to visit.
+                Err(StorageError::NotFound(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            if visit(&info)? == WalkControl::Continue && info.is_dir {
+                match self.walk(&child, visit) {
+                    Ok(()) | Err(StorageError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+}

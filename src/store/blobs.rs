@@ -1,0 +1,151 @@
+//! Blobs: the global content-addressable store and the per-repository links into it.
+//!
+//! Bytes live once, at `blobs/sha256/<xx>/<hex>/data`. A repository can see a blob only through
+//! `_layers/<alg>/<hex>/link`, whose content is the canonical (sha256) digest. Readers follow the
+//! link's content, not its path, so an alias link (a sha512 path holding a sha256 digest, as
+//! distribution writes) reaches the same bytes.
+
+use std::sync::Arc;
+
+use crate::digest::Digest;
+use crate::names::RepositoryName;
+use crate::storage::paths::{encode_link, parse_link};
+use crate::storage::{DriverPath, PathSpec, StorageError};
+
+use super::{BlobBody, Store, StoreError};
+
+/// What the store knows about a committed blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobInfo {
+    /// The canonical (sha256) digest, under which the bytes are stored.
+    pub digest: Digest,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+impl Store {
+    /// Reads and strictly parses a link file. A missing link is `Ok(None)`.
+    pub(crate) fn read_link(&self, path: &DriverPath) -> Result<Option<Digest>, StoreError> {
+        match self.driver.get_content(path) {
+            Ok(bytes) => parse_link(&bytes)
+                .map(Some)
+                .map_err(|source| StoreError::LinkCorrupt {
+                    path: path.clone(),
+                    source,
+                }),
+            Err(StorageError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The canonical digest `digest` resolves to in `repo`, through its `_layers` link.
+    fn resolve(&self, repo: &RepositoryName, digest: &Digest) -> Result<Digest, StoreError> {
+        let link = PathSpec::LayerLink { repo, digest }.to_path()?;
+        self.read_link(&link)?
+            .ok_or_else(|| StoreError::BlobUnknown(digest.clone()))
+    }
+
+    /// Size of the stored bytes of a canonical digest, ignoring repositories.
+    ///
+    /// `digest` is looked up under its own algorithm's path, which holds data only for sha256.
+    pub fn stat_global(&self, digest: &Digest) -> Result<BlobInfo, StoreError> {
+        let path = PathSpec::BlobData { digest }.to_path()?;
+        match self.driver.stat(&path) {
+            Ok(info) if !info.is_dir => Ok(BlobInfo {
+                digest: digest.clone(),
+                size: info.size,
+            }),
+            Ok(_) | Err(StorageError::NotFound(_)) => Err(StoreError::BlobUnknown(digest.clone())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The blob `digest` as seen from `repo`: its canonical digest and size. A link whose data
+    /// is gone (dangling) is [`StoreError::BlobUnknown`] too.
+    pub fn stat_blob(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<BlobInfo, StoreError> {
+        let canonical = self.resolve(repo, digest)?;
+        self.stat_global(&canonical).map_err(|e| match e {
+            StoreError::BlobUnknown(_) => StoreError::BlobUnknown(digest.clone()),
+            e => e,
+        })
+    }
+
+    /// Opens a blob for reading: through `repo`'s link when a repository is given, else
+    /// directly by canonical digest. On the filesystem driver the body is a memory map.
+    pub fn open_blob(
+        &self,
+        repo: Option<&RepositoryName>,
+        digest: &Digest,
+    ) -> Result<(BlobInfo, BlobBody), StoreError> {
+        let info = match repo {
+            Some(repo) => self.stat_blob(repo, digest)?,
+            None => self.stat_global(digest)?,
+        };
+        let path = PathSpec::BlobData {
+            digest: &info.digest,
+        }
+        .to_path()?;
+        let unknown = |e: StorageError| match e {
+            StorageError::NotFound(_) => StoreError::BlobUnknown(digest.clone()),
+            e => e.into(),
+        };
+        let body = match self.driver.map(&path) {
+            Some(map) => BlobBody::Mapped(Arc::new(map.map_err(unknown)?)),
+            None => BlobBody::Stream {
+                driver: Arc::clone(&self.driver),
+                path,
+                size: info.size,
+            },
+        };
+        // The map's own length is authoritative if the file was replaced in between.
+        let info = BlobInfo {
+            size: body.len(),
+            ..info
+        };
+        Ok((info, body))
+    }
+
+    /// Writes `repo`'s link for `digest`, holding `canonical`. Atomic (the driver's
+    /// `put_content`).
+    pub fn link_blob(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+        canonical: &Digest,
+    ) -> Result<(), StoreError> {
+        let link = PathSpec::LayerLink { repo, digest }.to_path()?;
+        self.driver.put_content(&link, &encode_link(canonical))?;
+        Ok(())
+    }
+
+    /// Removes `repo`'s link for `digest` (distribution's blob DELETE). The bytes stay until a
+    /// garbage collection.
+    pub fn unlink_blob(&self, repo: &RepositoryName, digest: &Digest) -> Result<(), StoreError> {
+        let link = PathSpec::LayerLink { repo, digest }.to_path()?;
+        match self.driver.delete(&link) {
+            Ok(()) => Ok(()),
+            Err(StorageError::NotFound(_)) => Err(StoreError::BlobUnknown(digest.clone())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Cross-repository mount: links `digest` into `to` when `from` has it and its bytes are
+    /// present. Nothing is copied.
+    pub fn mount_blob(
+        &self,
+        from: &RepositoryName,
+        to: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<BlobInfo, StoreError> {
+        let info = self.stat_blob(from, digest)?;
+        self.link_blob(to, digest, &info.digest)?;
+        if info.digest != *digest {
+            self.link_blob(to, &info.digest, &info.digest)?;
+        }
+        Ok(info)
+    }
+}

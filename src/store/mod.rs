@@ -1,0 +1,132 @@
+//! The blob store that registries embed: distribution's layout over any [`StorageDriver`].
+//!
+//! - [`blobs`]: the global content-addressable store plus per-repository `_layers` links
+//!   (stat, open as a zero-copy [`BlobBody`], ranges, unlink, cross-repository mount).
+//! - [`upload`]: resumable uploads that hash while writing, checkpoint Go-format hash states and
+//!   publish atomically; uploads begun by distribution resume the same way.
+//! - [`manifests`]: manifests as blobs plus revision links, tags, the referrers index; the
+//!   tag list, catalog and referrers listings.
+//! - [`purge`]: distribution's rule for removing old upload sessions.
+//! - [`fsck`]: a parallel re-hash of every blob and a check of every link.
+//!
+//! A [`Store`] is cheap to clone and safe to share between threads. There is no global lock:
+//! the only lock is a set of upload ids open in this process, so that two requests cannot
+//! append to one upload at once.
+//!
+//! ```
+//! use layerstore::names::RepositoryName;
+//! use layerstore::store::Store;
+//! use layerstore::Digest;
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = Store::filesystem(dir.path());
+//! let repo = RepositoryName::parse("library/hello").unwrap();
+//!
+//! let mut upload = store.create_upload(&repo).unwrap();
+//! upload.append(b"hello ").unwrap();
+//! upload.checkpoint().unwrap();
+//! let id = upload.id().clone();
+//! drop(upload); // e.g. the process ends here
+//!
+//! let mut upload = store.resume_upload(&repo, &id).unwrap();
+//! assert_eq!(upload.offset(), 6);
+//! upload.append(b"world").unwrap();
+//! let digest = Digest::sha256(b"hello world");
+//! let info = upload.commit(&digest, Some(11)).unwrap();
+//! assert_eq!(info.size, 11);
+//!
+//! let (_, body) = store.open_blob(Some(&repo), &digest).unwrap();
+//! let mut out = Vec::new();
+//! body.write_to(None, &mut out).unwrap();
+//! assert_eq!(out, b"hello world");
+//! ```
+
+pub mod blobs;
+pub mod body;
+mod error;
+pub mod fsck;
+mod listing;
+pub mod manifests;
+pub mod purge;
+pub mod rfc3339;
+mod stream;
+pub mod upload;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::names::{RepositoryName, UploadId};
+use crate::storage::{FilesystemDriver, InMemoryDriver, StorageDriver};
+
+pub use blobs::BlobInfo;
+pub use body::{BlobBody, ByteRange};
+pub use error::StoreError;
+pub use fsck::{FsckProblem, FsckReport};
+pub use manifests::{ManifestContent, StoredManifest};
+pub use purge::PurgeReport;
+pub use upload::{Upload, UploadStatus};
+
+/// A blob store over a storage driver. Clones share everything.
+#[derive(Debug, Clone)]
+pub struct Store {
+    driver: Arc<dyn StorageDriver>,
+    open_uploads: Arc<Mutex<HashSet<(RepositoryName, UploadId)>>>,
+}
+
+impl Store {
+    /// A store over `driver`.
+    pub fn new(driver: Arc<dyn StorageDriver>) -> Self {
+        Store {
+            driver,
+            open_uploads: Arc::default(),
+        }
+    }
+
+    /// A store on the filesystem driver rooted at `root` (distribution's `rootdirectory`: data
+    /// lives under `root/docker/registry/v2/`).
+    pub fn filesystem(root: impl Into<PathBuf>) -> Self {
+        Self::new(Arc::new(FilesystemDriver::new(root)))
+    }
+
+    /// A store in memory.
+    pub fn in_memory() -> Self {
+        Self::new(Arc::new(InMemoryDriver::new()))
+    }
+
+    /// The driver underneath.
+    pub fn driver(&self) -> &Arc<dyn StorageDriver> {
+        &self.driver
+    }
+
+    /// Marks an upload as open in this process; the guard releases it.
+    fn claim_upload(
+        &self,
+        repo: &RepositoryName,
+        id: &UploadId,
+    ) -> Result<UploadClaim, StoreError> {
+        let key = (repo.clone(), id.clone());
+        if !self.open_uploads.lock().insert(key.clone()) {
+            return Err(StoreError::BlobUploadBusy(id.clone()));
+        }
+        Ok(UploadClaim {
+            set: Arc::clone(&self.open_uploads),
+            key,
+        })
+    }
+}
+
+/// Holds an upload id in the store's open set until dropped.
+#[derive(Debug)]
+struct UploadClaim {
+    set: Arc<Mutex<HashSet<(RepositoryName, UploadId)>>>,
+    key: (RepositoryName, UploadId),
+}
+
+impl Drop for UploadClaim {
+    fn drop(&mut self) {
+        self.set.lock().remove(&self.key);
+    }
+}

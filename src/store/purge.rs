@@ -1,0 +1,93 @@
+//! Purging abandoned upload sessions, by distribution's rule.
+//!
+//! Walk `repositories/`, skipping every `_*` directory except `_uploads`. Inside `_uploads`, a
+//! directory whose name is a UUID is an upload session; it is deleted when its `startedat` is
+//! older than the cut-off. A session without a readable `startedat`, or a directory whose name
+//! is not a UUID, is never touched (distribution treats a missing start time as 10,000 hours in
+//! the future).
+
+use std::time::{Duration, SystemTime};
+
+use crate::names::looks_like_uuid;
+use crate::storage::{DriverPath, PathSpec, StorageError, WalkControl};
+
+use super::{rfc3339, Store, StoreError};
+
+/// What a purge did.
+#[derive(Debug, Default)]
+pub struct PurgeReport {
+    /// Upload directories deleted (or that would be, in a dry run).
+    pub deleted: Vec<DriverPath>,
+    /// Upload directories younger than the cut-off.
+    pub kept: usize,
+    /// Upload directories skipped because `startedat` is missing or unreadable.
+    pub unreadable: Vec<DriverPath>,
+}
+
+impl Store {
+    /// Deletes upload sessions that started more than `older_than` before `now`. With
+    /// `dry_run`, only reports them.
+    pub fn purge_uploads(
+        &self,
+        older_than: Duration,
+        now: SystemTime,
+        dry_run: bool,
+    ) -> Result<PurgeReport, StoreError> {
+        let cutoff = now
+            .checked_sub(older_than)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let root = PathSpec::RepositoriesRoot.to_path()?;
+        let mut report = PurgeReport::default();
+        let mut sessions = Vec::new();
+        let walked = self.driver.walk(&root, &mut |info| {
+            if !info.is_dir {
+                return Ok(WalkControl::Continue);
+            }
+            let name = info.path.name();
+            let in_uploads = info.path.parent().is_some_and(|p| p.name() == "_uploads");
+            if in_uploads {
+                if looks_like_uuid(name) {
+                    sessions.push(info.path.clone());
+                }
+                return Ok(WalkControl::SkipDir);
+            }
+            if name.starts_with('_') && name != "_uploads" {
+                return Ok(WalkControl::SkipDir);
+            }
+            Ok(WalkControl::Continue)
+        });
+        match walked {
+            Ok(()) | Err(StorageError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        for dir in sessions {
+            match self.session_start(&dir)? {
+                None => report.unreadable.push(dir),
+                Some(started) if started < cutoff => {
+                    if !dry_run {
+                        match self.driver.delete(&dir) {
+                            Ok(()) | Err(StorageError::NotFound(_)) => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    report.deleted.push(dir);
+                }
+                Some(_) => report.kept += 1,
+            }
+        }
+        Ok(report)
+    }
+
+    fn session_start(&self, dir: &DriverPath) -> Result<Option<SystemTime>, StoreError> {
+        let path = dir.join("startedat")?;
+        match self.driver.get_content(&path) {
+            Ok(bytes) => Ok(std::str::from_utf8(&bytes).ok().and_then(rfc3339::parse)),
+            Err(
+                StorageError::NotFound(_)
+                | StorageError::IsDirectory(_)
+                | StorageError::TooLarge { .. },
+            ) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

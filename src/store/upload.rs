@@ -1,0 +1,455 @@
+//! Resumable uploads: distribution's `_uploads/<id>/` sessions, hashed while they are written.
+//!
+//! Each byte is written to `data` and then fed to a SHA-256 state, once; large chunks are
+//! written and hashed in parallel. A [`checkpoint`](Upload::checkpoint) makes `data` durable
+//! first and only then stores the hash state in Go's format at
+//! `hashstates/sha256/<offset>` (temp file + rename), pruning older states. So a saved state
+//! never covers bytes that a crash could lose, and any process (this one, a later one, or
+//! distribution) can resume: take the highest state at or below the size of `data`, hash only
+//! the gap. [`commit`](Upload::commit) verifies the digest and size, then publishes the bytes
+//! by renaming `data` into the blob store, then writes the links, then deletes the session.
+//! See `docs/storage.md` for why each step is ordered as it is.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::digest::{Algorithm, Digest, HashAlgorithm};
+use crate::hash::{Hasher, ResumableSha256};
+use crate::names::{RepositoryName, UploadId};
+use crate::storage::{DriverPath, FileWriter, PathSpec, StorageDriver, StorageError};
+
+use super::stream::{fill, hash_range};
+use super::{rfc3339, BlobInfo, Store, StoreError, UploadClaim};
+
+pub use super::stream::CHUNK;
+
+/// Below this many bytes, writing and hashing run one after the other: a thread hand-off
+/// would cost more than it saves.
+const PARALLEL_MIN: usize = 1 << 20;
+
+/// The state of an upload session, read without opening it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadStatus {
+    /// Bytes received so far (the size of `data`).
+    pub offset: u64,
+    /// When the session started.
+    pub started_at: SystemTime,
+}
+
+/// An open upload session. One handle per session per process (see
+/// [`StoreError::BlobUploadBusy`]).
+#[derive(Debug)]
+pub struct Upload {
+    driver: Arc<dyn StorageDriver>,
+    repo: RepositoryName,
+    id: UploadId,
+    started_at: SystemTime,
+    hasher: ResumableSha256,
+    /// Opened on the first append; `None` until then and after a failure.
+    writer: Option<Box<dyn FileWriter>>,
+    /// A write failed part-way: `data` and `hasher` may disagree, so the handle refuses work.
+    broken: bool,
+    _claim: UploadClaim,
+}
+
+impl Store {
+    /// Starts an upload in `repo`: writes `startedat` (first, so a half-created session is still
+    /// purgeable), an empty `data`, and the offset-0 hash state, as distribution's POST does.
+    pub fn create_upload(&self, repo: &RepositoryName) -> Result<Upload, StoreError> {
+        let id = UploadId::generate().map_err(StoreError::Random)?;
+        let claim = self.claim_upload(repo, &id)?;
+        let started_at = SystemTime::now();
+        let started = PathSpec::UploadStartedAt { repo, id: &id }.to_path()?;
+        self.driver
+            .put_content(&started, rfc3339::format(started_at).as_bytes())?;
+        let data = PathSpec::UploadData { repo, id: &id }.to_path()?;
+        self.driver.writer(&data, false)?.commit()?;
+        let mut upload = Upload {
+            driver: Arc::clone(&self.driver),
+            repo: repo.clone(),
+            id,
+            started_at,
+            hasher: ResumableSha256::new(),
+            writer: None,
+            broken: false,
+            _claim: claim,
+        };
+        upload.save_state()?;
+        Ok(upload)
+    }
+
+    /// Reopens an upload session, possibly written by another process or by distribution.
+    ///
+    /// The hash is restored from the highest saved state at or below the size of `data`, and
+    /// only the bytes after it are read back and hashed. A session whose `data` was already
+    /// moved into the blob store by a commit that crashed before finishing is restored from the
+    /// blob, so committing it again completes the job.
+    pub fn resume_upload(
+        &self,
+        repo: &RepositoryName,
+        id: &UploadId,
+    ) -> Result<Upload, StoreError> {
+        let claim = self.claim_upload(repo, id)?;
+        let started_at = self.read_started_at(repo, id)?;
+        let mut upload = Upload {
+            driver: Arc::clone(&self.driver),
+            repo: repo.clone(),
+            id: id.clone(),
+            started_at,
+            hasher: ResumableSha256::new(),
+            writer: None,
+            broken: false,
+            _claim: claim,
+        };
+        upload.restore()?;
+        Ok(upload)
+    }
+
+    /// Offset and start time of an upload, without opening it or hashing anything.
+    pub fn upload_status(
+        &self,
+        repo: &RepositoryName,
+        id: &UploadId,
+    ) -> Result<UploadStatus, StoreError> {
+        let started_at = self.read_started_at(repo, id)?;
+        let data = PathSpec::UploadData { repo, id }.to_path()?;
+        let offset = match self.driver.stat(&data) {
+            Ok(info) => info.size,
+            Err(StorageError::NotFound(_)) => 0,
+            Err(e) => return Err(e.into()),
+        };
+        Ok(UploadStatus { offset, started_at })
+    }
+
+    /// Deletes an upload session and everything in it.
+    pub fn cancel_upload(&self, repo: &RepositoryName, id: &UploadId) -> Result<(), StoreError> {
+        let _claim = self.claim_upload(repo, id)?;
+        delete_session(&*self.driver, repo, id)
+    }
+
+    fn read_started_at(
+        &self,
+        repo: &RepositoryName,
+        id: &UploadId,
+    ) -> Result<SystemTime, StoreError> {
+        let path = PathSpec::UploadStartedAt { repo, id }.to_path()?;
+        let bytes = match self.driver.get_content(&path) {
+            Ok(bytes) => bytes,
+            Err(StorageError::NotFound(_)) => {
+                return Err(StoreError::BlobUploadUnknown(id.clone()))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(rfc3339::parse)
+            .ok_or(StoreError::StartedAtCorrupt(path))
+    }
+}
+
+fn delete_session(
+    driver: &dyn StorageDriver,
+    repo: &RepositoryName,
+    id: &UploadId,
+) -> Result<(), StoreError> {
+    let dir = PathSpec::UploadDir { repo, id }.to_path()?;
+    match driver.delete(&dir) {
+        Ok(()) => Ok(()),
+        Err(StorageError::NotFound(_)) => Err(StoreError::BlobUploadUnknown(id.clone())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Upload {
+    /// The session id.
+    pub fn id(&self) -> &UploadId {
+        &self.id
+    }
+
+    /// The repository the upload belongs to.
+    pub fn repo(&self) -> &RepositoryName {
+        &self.repo
+    }
+
+    /// When the session started.
+    pub fn started_at(&self) -> SystemTime {
+        self.started_at
+    }
+
+    /// Bytes received so far; the next append continues here.
+    pub fn offset(&self) -> u64 {
+        self.hasher.len()
+    }
+
+    /// Appends `bytes`: written to `data`, then hashed (in parallel for large chunks).
+    pub fn append(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        if self.broken {
+            return Err(StoreError::BlobUploadInterrupted(self.id.clone()));
+        }
+        let expected = self.offset();
+        let writer = match &mut self.writer {
+            Some(w) => w,
+            None => {
+                let w = self.driver.writer(&self.data_path()?, true)?;
+                if w.size() != expected {
+                    return Err(StoreError::UploadConflict {
+                        expected,
+                        found: w.size(),
+                    });
+                }
+                self.writer.insert(w)
+            }
+        };
+        let hasher = &mut self.hasher;
+        let written = if bytes.len() >= PARALLEL_MIN {
+            rayon::join(|| writer.write_all(bytes), || hasher.update(bytes)).0
+        } else {
+            writer.write_all(bytes).map(|()| hasher.update(bytes))
+        };
+        written.map_err(|e| {
+            self.broken = true;
+            self.writer = None;
+            StoreError::Storage(StorageError::Io {
+                op: "write",
+                path: self.data_path().unwrap_or_else(|_| DriverPath::root()),
+                source: e,
+            })
+        })
+    }
+
+    /// Appends everything `reader` yields, [`CHUNK`] bytes at a time; returns the bytes read.
+    pub fn append_from(&mut self, reader: &mut dyn Read) -> Result<u64, StoreError> {
+        let mut buf = vec![0u8; CHUNK];
+        let mut total = 0;
+        loop {
+            let n = fill(reader, &mut buf).map_err(StoreError::Input)?;
+            if n == 0 {
+                return Ok(total);
+            }
+            self.append(&buf[..n])?;
+            total += n as u64;
+        }
+    }
+
+    /// Makes the received bytes durable, then saves the hash state for this offset and prunes
+    /// older ones. After it returns, a crash loses nothing received so far.
+    pub fn checkpoint(&mut self) -> Result<(), StoreError> {
+        if self.broken {
+            return Err(StoreError::BlobUploadInterrupted(self.id.clone()));
+        }
+        if let Some(writer) = &mut self.writer {
+            writer.sync()?;
+        }
+        self.save_state()
+    }
+
+    /// Deletes the session.
+    pub fn cancel(mut self) -> Result<(), StoreError> {
+        self.writer = None;
+        delete_session(&*self.driver, &self.repo, &self.id)
+    }
+
+    /// Verifies and publishes the upload as a blob of `repo`.
+    ///
+    /// `claimed` may be sha256 or sha512 (the bytes are stored under their sha256 and the
+    /// sha512 becomes an alias link, as distribution does). On a digest or size mismatch,
+    /// nothing becomes visible under either digest and the session is kept (checkpointed), so
+    /// the client can still cancel it or resume it; the purger removes it if abandoned.
+    pub fn commit(mut self, claimed: &Digest, size: Option<u64>) -> Result<BlobInfo, StoreError> {
+        if self.broken {
+            return Err(StoreError::BlobUploadInterrupted(self.id.clone()));
+        }
+        // 1. data durable (also creates an empty data file for a session that never had one).
+        match self.writer.take() {
+            Some(writer) => writer.commit()?,
+            None => self.driver.writer(&self.data_path()?, true)?.commit()?,
+        }
+        // 2. verify, keeping the session on failure.
+        let canonical = self.hasher.digest();
+        let actual = match claimed.algorithm() {
+            Algorithm::SHA256 => canonical.clone(),
+            Algorithm::SHA512 => self.rehash(HashAlgorithm::Sha512)?,
+            Algorithm::Tarsum { .. } => return Err(StoreError::UnsupportedDigest(claimed.clone())),
+        };
+        if actual != *claimed {
+            self.save_state()?;
+            return Err(StoreError::DigestInvalid {
+                expected: claimed.clone(),
+                actual,
+            });
+        }
+        let uploaded = self.offset();
+        if let Some(expected) = size.filter(|&s| s != uploaded) {
+            self.save_state()?;
+            return Err(StoreError::SizeInvalid {
+                expected,
+                actual: uploaded,
+            });
+        }
+        // 3. the final state, so a crash after the move can be recognised and finished.
+        self.save_state()?;
+        // 4. publish the bytes, 5. link them, 6. drop the session.
+        self.publish(&canonical, uploaded)?;
+        let store_link = |digest: &Digest| -> Result<(), StoreError> {
+            let link = PathSpec::LayerLink {
+                repo: &self.repo,
+                digest,
+            }
+            .to_path()?;
+            self.driver
+                .put_content(&link, &crate::storage::paths::encode_link(&canonical))?;
+            Ok(())
+        };
+        store_link(&canonical)?;
+        if *claimed != canonical {
+            store_link(claimed)?;
+        }
+        delete_session(&*self.driver, &self.repo, &self.id)?;
+        Ok(BlobInfo {
+            digest: canonical,
+            size: uploaded,
+        })
+    }
+
+    /// Renames `data` to the blob path, unless a blob of the right size is already there.
+    fn publish(&self, canonical: &Digest, size: u64) -> Result<(), StoreError> {
+        let blob = PathSpec::BlobData { digest: canonical }.to_path()?;
+        match self.driver.stat(&blob) {
+            Ok(info) if !info.is_dir && info.size == size => return Ok(()), // dedupe
+            Ok(_) | Err(StorageError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.driver.move_to(&self.data_path()?, &blob)?;
+        Ok(())
+    }
+
+    /// One pass over `data` with another algorithm (sha512 claims).
+    fn rehash(&self, algorithm: HashAlgorithm) -> Result<Digest, StoreError> {
+        let mut hasher = Hasher::new(algorithm);
+        hash_range(
+            &*self.driver,
+            &self.data_path()?,
+            0,
+            self.offset(),
+            &mut |b| hasher.update(b),
+        )?;
+        Ok(hasher.digest())
+    }
+
+    fn data_path(&self) -> Result<DriverPath, StoreError> {
+        Ok(PathSpec::UploadData {
+            repo: &self.repo,
+            id: &self.id,
+        }
+        .to_path()?)
+    }
+
+    fn states_dir(&self) -> Result<DriverPath, StoreError> {
+        Ok(PathSpec::UploadHashStatesDir {
+            repo: &self.repo,
+            id: &self.id,
+            alg: HashAlgorithm::Sha256,
+        }
+        .to_path()?)
+    }
+
+    /// Saved state offsets, highest first. Names that are not decimal offsets are ignored.
+    fn saved_offsets(&self) -> Result<Vec<u64>, StoreError> {
+        let mut offsets: Vec<u64> = match self.driver.list(&self.states_dir()?) {
+            Ok(children) => children
+                .iter()
+                .filter_map(|p| parse_offset(p.name()))
+                .collect(),
+            Err(StorageError::NotFound(_)) => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        offsets.sort_unstable_by(|a, b| b.cmp(a));
+        Ok(offsets)
+    }
+
+    /// Writes the Go-format state for the current offset, then removes the other states.
+    fn save_state(&mut self) -> Result<(), StoreError> {
+        let offset = self.offset();
+        let path = self.states_dir()?.join(&offset.to_string())?;
+        self.driver.put_content(&path, &self.hasher.to_go_bytes())?;
+        for stale in self.saved_offsets()?.into_iter().filter(|&o| o != offset) {
+            let stale = self.states_dir()?.join(&stale.to_string())?;
+            match self.driver.delete(&stale) {
+                Ok(()) | Err(StorageError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// The highest saved state at or below `limit` that decodes and agrees with its name.
+    fn best_state(&self, limit: u64) -> Result<Option<ResumableSha256>, StoreError> {
+        for offset in self.saved_offsets()?.into_iter().filter(|&o| o <= limit) {
+            let path = self.states_dir()?.join(&offset.to_string())?;
+            let bytes = match self.driver.get_content(&path) {
+                Ok(bytes) => bytes,
+                Err(StorageError::NotFound(_)) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            match ResumableSha256::from_go_bytes(&bytes) {
+                Ok(state) if state.len() == offset => return Ok(Some(state)),
+                _ => continue, // unusable: fall back to a lower one
+            }
+        }
+        Ok(None)
+    }
+
+    /// Brings `hasher` to the size of `data` (see [`Store::resume_upload`]).
+    fn restore(&mut self) -> Result<(), StoreError> {
+        let data = self.data_path()?;
+        let size = match self.driver.stat(&data) {
+            Ok(info) => info.size,
+            Err(StorageError::NotFound(_)) => return self.restore_published(),
+            Err(e) => return Err(e.into()),
+        };
+        self.hasher = self.best_state(size)?.unwrap_or_default();
+        let hasher = &mut self.hasher;
+        let from = hasher.len();
+        hash_range(&*self.driver, &data, from, size, &mut |b| hasher.update(b))?;
+        Ok(())
+    }
+
+    /// `data` is missing. If the highest state names a blob that exists with that size, a
+    /// commit moved `data` there and crashed before deleting the session: copy the blob back so
+    /// the session is whole again. Otherwise no byte was received.
+    fn restore_published(&mut self) -> Result<(), StoreError> {
+        let Some(state) = self.best_state(u64::MAX)? else {
+            return Ok(());
+        };
+        let digest = state.digest();
+        let blob = PathSpec::BlobData { digest: &digest }.to_path()?;
+        match self.driver.stat(&blob) {
+            Ok(info) if !info.is_dir && info.size == state.len() => {}
+            Ok(_) | Err(StorageError::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        let mut writer = self.driver.writer(&self.data_path()?, false)?;
+        let mut failed = None;
+        hash_range(&*self.driver, &blob, 0, state.len(), &mut |b| {
+            if failed.is_none() {
+                failed = writer.write_all(b).err();
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(StorageError::io("write", &self.data_path()?, e).into());
+        }
+        writer.commit()?;
+        self.hasher = state;
+        Ok(())
+    }
+}
+
+/// A state file name: a plain decimal offset. (distribution parses with base 0, but only ever
+/// writes decimal.)
+fn parse_offset(name: &str) -> Option<u64> {
+    if name.is_empty() || name.len() > 20 || !name.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    name.parse().ok()
+}

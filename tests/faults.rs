@@ -1,0 +1,266 @@
+//! Fault injection: the disk fails (ENOSPC, EIO, failed rename or fsync, short writes) under a
+//! real server. Each fault must give the client the right error with a JSON body, leave the
+//! store consistent, keep everything else served, and lose nothing once the disk heals.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::faults::{Fault, FaultyDriver, Op};
+use common::{content, sha256, Reply, TestServer};
+use layerstore::http::app::AppState;
+use layerstore::http::server::Limits;
+use layerstore::http::token::TokenSigner;
+use layerstore::storage::FilesystemDriver;
+use layerstore::store::Store;
+
+struct Faulty {
+    server: TestServer,
+    driver: FaultyDriver,
+    _dir: tempfile::TempDir,
+}
+
+fn start() -> Faulty {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = FaultyDriver::new(Arc::new(FilesystemDriver::new(dir.path())));
+    let state = AppState {
+        store: Store::new(Arc::new(driver.clone())),
+        signer: TokenSigner::new("faults"),
+        body_idle_timeout: Duration::from_secs(10),
+        delete_enabled: true,
+    };
+    let server = TestServer::start_with(dir.path(), state, Limits::default());
+    Faulty {
+        server,
+        driver,
+        _dir: dir,
+    }
+}
+
+fn start_session(server: &TestServer, repo: &str) -> String {
+    let reply = server.request("POST", &format!("/v2/{repo}/blobs/uploads/"), &[], b"");
+    assert_eq!(reply.status, 202);
+    reply.location()
+}
+
+fn put_url(location: &str, data: &[u8]) -> String {
+    format!("{location}&digest={}", sha256(data))
+}
+
+fn assert_json_error(reply: &Reply, status: u16, code: &str) {
+    assert_eq!(
+        reply.status,
+        status,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(reply.error_code().as_deref(), Some(code));
+    assert!(reply
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/json"));
+}
+
+/// Offset the server reports for an upload.
+fn offset(server: &TestServer, location: &str) -> (usize, String) {
+    let reply = server.request("GET", location, &[], b"");
+    assert_eq!(reply.status, 204);
+    let range = reply.header("range").unwrap();
+    let end: usize = range.strip_prefix("0-").unwrap().parse().unwrap();
+    let stored = if end == 0 { 0 } else { end + 1 };
+    (stored, reply.location())
+}
+
+fn assert_fsck_clean(server: &TestServer) {
+    let report = Store::filesystem(&server.root).fsck(&|_| {}).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+}
+
+#[test]
+fn out_of_space_during_a_chunk_is_503_and_the_upload_goes_on_after() {
+    let f = start();
+    let data = content(400_000, 1);
+    let location = start_session(&f.server, "full");
+    let id = location
+        .split('/')
+        .nth(5)
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    f.driver.arm(Op::Write, &id, Fault::NoSpace);
+    let reply = f.server.request("PATCH", &location, &[], &data[..200_000]);
+    assert_json_error(&reply, 503, "UNAVAILABLE");
+
+    // Everything else is still served meanwhile.
+    let other = content(1000, 2);
+    let reply = f.server.request(
+        "POST",
+        &format!("/v2/other/blobs/uploads/?digest={}", sha256(&other)),
+        &[],
+        &other,
+    );
+    assert_eq!(reply.status, 201);
+
+    f.driver.heal();
+    let (stored, location) = offset(&f.server, &location);
+    let reply = f.server.request("PATCH", &location, &[], &data[stored..]);
+    assert_eq!(reply.status, 202);
+    let reply = f
+        .server
+        .request("PUT", &put_url(&reply.location(), &data), &[], b"");
+    assert_eq!(reply.status, 201);
+    assert_eq!(
+        f.server
+            .get(&format!("/v2/full/blobs/{}", sha256(&data)))
+            .body,
+        data
+    );
+    assert_fsck_clean(&f.server);
+}
+
+#[test]
+fn read_error_is_500_for_that_blob_only() {
+    let f = start();
+    let (bad, good) = (content(5000, 3), content(5000, 4));
+    for data in [&bad, &good] {
+        let reply = f.server.request(
+            "POST",
+            &format!("/v2/r/blobs/uploads/?digest={}", sha256(data)),
+            &[],
+            data,
+        );
+        assert_eq!(reply.status, 201);
+    }
+    let bad_hex = sha256(&bad).strip_prefix("sha256:").unwrap().to_owned();
+    f.driver
+        .arm(Op::Read, &format!("{bad_hex}/data"), Fault::Io);
+    let reply = f.server.get(&format!("/v2/r/blobs/{}", sha256(&bad)));
+    assert_json_error(&reply, 500, "UNKNOWN");
+    assert!(
+        !String::from_utf8_lossy(&reply.body).contains("/docker/"),
+        "no internals in errors"
+    );
+    assert_eq!(
+        f.server.get(&format!("/v2/r/blobs/{}", sha256(&good))).body,
+        good
+    );
+    f.driver.heal();
+    assert_eq!(
+        f.server.get(&format!("/v2/r/blobs/{}", sha256(&bad))).body,
+        bad
+    );
+}
+
+#[test]
+fn failed_rename_at_commit_publishes_nothing_and_a_retry_succeeds() {
+    let f = start();
+    let data = content(100_000, 5);
+    let location = start_session(&f.server, "r");
+    assert_eq!(f.server.request("PATCH", &location, &[], &data).status, 202);
+    let (_, location) = offset(&f.server, &location);
+    f.driver.arm(Op::Move, "/blobs/", Fault::Io);
+    let reply = f
+        .server
+        .request("PUT", &put_url(&location, &data), &[], b"");
+    assert_json_error(&reply, 500, "UNKNOWN");
+    assert_eq!(
+        f.server
+            .get(&format!("/v2/r/blobs/{}", sha256(&data)))
+            .status,
+        404
+    );
+    f.driver.heal();
+    let reply = f
+        .server
+        .request("PUT", &put_url(&location, &data), &[], b"");
+    assert_eq!(
+        reply.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(
+        f.server.get(&format!("/v2/r/blobs/{}", sha256(&data))).body,
+        data
+    );
+    assert_fsck_clean(&f.server);
+}
+
+#[test]
+fn failed_link_write_at_commit_is_retried_to_success() {
+    let f = start();
+    let data = content(50_000, 6);
+    let location = start_session(&f.server, "r");
+    assert_eq!(f.server.request("PATCH", &location, &[], &data).status, 202);
+    let (_, location) = offset(&f.server, &location);
+    f.driver.arm(Op::PutContent, "/_layers/", Fault::Io);
+    let reply = f
+        .server
+        .request("PUT", &put_url(&location, &data), &[], b"");
+    assert_json_error(&reply, 500, "UNKNOWN");
+    assert_eq!(
+        f.server
+            .get(&format!("/v2/r/blobs/{}", sha256(&data)))
+            .status,
+        404
+    );
+    f.driver.heal();
+    let reply = f
+        .server
+        .request("PUT", &put_url(&location, &data), &[], b"");
+    assert_eq!(
+        reply.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(
+        f.server.get(&format!("/v2/r/blobs/{}", sha256(&data))).body,
+        data
+    );
+    assert_fsck_clean(&f.server);
+}
+
+#[test]
+fn failed_fsync_is_an_error_and_the_upload_survives() {
+    let f = start();
+    let data = content(300_000, 7);
+    let location = start_session(&f.server, "r");
+    f.driver.arm(Op::Sync, "_uploads", Fault::Io);
+    let reply = f.server.request("PATCH", &location, &[], &data[..100_000]);
+    assert_json_error(&reply, 500, "UNKNOWN");
+    f.driver.heal();
+    let (stored, location) = offset(&f.server, &location);
+    let reply = f.server.request("PATCH", &location, &[], &data[stored..]);
+    assert_eq!(reply.status, 202);
+    let reply = f
+        .server
+        .request("PUT", &put_url(&reply.location(), &data), &[], b"");
+    assert_eq!(reply.status, 201);
+    assert_eq!(
+        f.server.get(&format!("/v2/r/blobs/{}", sha256(&data))).body,
+        data
+    );
+}
+
+#[test]
+fn short_writes_lose_nothing() {
+    let f = start();
+    f.driver.arm(Op::Write, "_uploads", Fault::ShortWrite(777));
+    let data = content(250_000, 8);
+    let location = start_session(&f.server, "r");
+    let reply = f.server.request("PATCH", &location, &[], &data);
+    assert_eq!(reply.status, 202);
+    let reply = f
+        .server
+        .request("PUT", &put_url(&reply.location(), &data), &[], b"");
+    assert_eq!(reply.status, 201);
+    f.driver.heal();
+    assert_eq!(
+        f.server.get(&format!("/v2/r/blobs/{}", sha256(&data))).body,
+        data
+    );
+}

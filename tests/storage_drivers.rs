@@ -1,0 +1,313 @@
+//! One driver test suite, run against every driver: the filesystem driver on a real temporary
+//! directory and the in-memory driver. Both must behave identically, which is also what lets
+//! the store be tested on either.
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+use layerstore::storage::{
+    DriverPath, FilesystemDriver, InMemoryDriver, StorageDriver, StorageError, WalkControl,
+    MAX_CONTENT_LEN,
+};
+
+fn p(s: &str) -> DriverPath {
+    DriverPath::parse(s).unwrap()
+}
+
+fn read_all(driver: &dyn StorageDriver, path: &str, offset: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    driver
+        .reader(&p(path), offset)
+        .unwrap()
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+fn content_round_trip(d: &dyn StorageDriver) {
+    d.put_content(&p("/a/b/c"), b"one").unwrap();
+    assert_eq!(d.get_content(&p("/a/b/c")).unwrap(), b"one");
+    d.put_content(&p("/a/b/c"), b"two!").unwrap();
+    assert_eq!(d.get_content(&p("/a/b/c")).unwrap(), b"two!");
+    d.put_content(&p("/a/empty"), b"").unwrap();
+    assert_eq!(d.get_content(&p("/a/empty")).unwrap(), b"");
+    assert!(matches!(
+        d.get_content(&p("/a/missing")),
+        Err(StorageError::NotFound(_))
+    ));
+    assert!(matches!(
+        d.get_content(&p("/a/b")),
+        Err(StorageError::IsDirectory(_))
+    ));
+}
+
+fn readers_at_offsets(d: &dyn StorageDriver) {
+    d.put_content(&p("/f"), b"0123456789").unwrap();
+    assert_eq!(read_all(d, "/f", 0), b"0123456789");
+    assert_eq!(read_all(d, "/f", 7), b"789");
+    assert_eq!(read_all(d, "/f", 10), b"");
+    assert!(matches!(
+        d.reader(&p("/f"), 11),
+        Err(StorageError::InvalidOffset {
+            offset: 11,
+            size: 10,
+            ..
+        })
+    ));
+    assert!(matches!(
+        d.reader(&p("/nope"), 0),
+        Err(StorageError::NotFound(_))
+    ));
+}
+
+fn writers_append_and_resume(d: &dyn StorageDriver) {
+    let path = p("/up/data");
+    let mut w = d.writer(&path, true).unwrap();
+    assert_eq!(w.size(), 0);
+    w.write_all(b"hello ").unwrap();
+    w.sync().unwrap();
+    assert_eq!(w.size(), 6);
+    w.commit().unwrap();
+    let mut w = d.writer(&path, true).unwrap();
+    assert_eq!(w.size(), 6, "reopening resumes at the end");
+    w.write_all(b"world").unwrap();
+    assert_eq!(w.size(), 11);
+    w.commit().unwrap();
+    assert_eq!(d.get_content(&path).unwrap(), b"hello world");
+    assert_eq!(d.stat(&path).unwrap().size, 11);
+    let mut w = d.writer(&path, false).unwrap();
+    assert_eq!(w.size(), 0, "without append the file starts over");
+    w.write_all(b"x").unwrap();
+    w.commit().unwrap();
+    assert_eq!(d.get_content(&path).unwrap(), b"x");
+    let mut w = d.writer(&path, true).unwrap();
+    w.write_all(b"yz").unwrap();
+    w.cancel().unwrap();
+    assert!(matches!(d.stat(&path), Err(StorageError::NotFound(_))));
+}
+
+fn stat_and_list(d: &dyn StorageDriver) {
+    for f in ["/r/b/x", "/r/a", "/r/b-c/y", "/r/b.c", "/r/c/d/e"] {
+        d.put_content(&p(f), f.as_bytes()).unwrap();
+    }
+    let names: Vec<String> = d
+        .list(&p("/r"))
+        .unwrap()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    assert_eq!(names, ["/r/a", "/r/b", "/r/b-c", "/r/b.c", "/r/c"]);
+    let info = d.stat(&p("/r/a")).unwrap();
+    assert_eq!((info.size, info.is_dir), (4, false));
+    assert!(d.stat(&p("/r/c")).unwrap().is_dir);
+    assert!(matches!(
+        d.stat(&p("/r/zz")),
+        Err(StorageError::NotFound(_))
+    ));
+    assert!(matches!(
+        d.list(&p("/r/zz")),
+        Err(StorageError::NotFound(_))
+    ));
+    assert!(matches!(
+        d.list(&p("/r/a")),
+        Err(StorageError::NotADirectory(_))
+    ));
+    assert_eq!(d.list(&DriverPath::root()).unwrap(), [p("/r")]);
+}
+
+fn move_and_delete(d: &dyn StorageDriver) {
+    d.put_content(&p("/m/src"), b"payload").unwrap();
+    d.move_to(&p("/m/src"), &p("/m/deep/er/dst")).unwrap();
+    assert_eq!(d.get_content(&p("/m/deep/er/dst")).unwrap(), b"payload");
+    assert!(matches!(
+        d.stat(&p("/m/src")),
+        Err(StorageError::NotFound(_))
+    ));
+    d.put_content(&p("/m/other"), b"new").unwrap();
+    d.move_to(&p("/m/other"), &p("/m/deep/er/dst")).unwrap();
+    assert_eq!(
+        d.get_content(&p("/m/deep/er/dst")).unwrap(),
+        b"new",
+        "move replaces"
+    );
+    assert!(matches!(
+        d.move_to(&p("/m/gone"), &p("/m/x")),
+        Err(StorageError::NotFound(_))
+    ));
+    d.put_content(&p("/m/deep/sibling"), b"s").unwrap();
+    d.delete(&p("/m/deep")).unwrap();
+    assert!(matches!(
+        d.stat(&p("/m/deep")),
+        Err(StorageError::NotFound(_))
+    ));
+    assert!(matches!(
+        d.stat(&p("/m/deep/sibling")),
+        Err(StorageError::NotFound(_))
+    ));
+    assert!(matches!(
+        d.delete(&p("/m/deep")),
+        Err(StorageError::NotFound(_))
+    ));
+    // A sibling whose name extends the deleted one survives.
+    d.put_content(&p("/n/a-b"), b"keep").unwrap();
+    d.put_content(&p("/n/a/x"), b"drop").unwrap();
+    d.delete(&p("/n/a")).unwrap();
+    assert_eq!(d.get_content(&p("/n/a-b")).unwrap(), b"keep");
+}
+
+fn walk_visits_everything_sorted(d: &dyn StorageDriver) {
+    for f in ["/w/b/2", "/w/a", "/w/b/1", "/w/skip/x"] {
+        d.put_content(&p(f), b"").unwrap();
+    }
+    let mut seen = Vec::new();
+    d.walk(&p("/w"), &mut |info| {
+        seen.push((info.path.to_string(), info.is_dir));
+        Ok(if info.path.name() == "skip" {
+            WalkControl::SkipDir
+        } else {
+            WalkControl::Continue
+        })
+    })
+    .unwrap();
+    let expected = [
+        ("/w/a", false),
+        ("/w/b", true),
+        ("/w/b/1", false),
+        ("/w/b/2", false),
+        ("/w/skip", true),
+    ];
+    let expected: Vec<(String, bool)> = expected.iter().map(|(s, b)| (s.to_string(), *b)).collect();
+    assert_eq!(seen, expected);
+}
+
+fn big_content_is_refused(d: &dyn StorageDriver) {
+    let path = p("/big");
+    let mut w = d.writer(&path, false).unwrap();
+    let chunk = vec![7u8; 1 << 20];
+    for _ in 0..=(MAX_CONTENT_LEN >> 20) {
+        w.write_all(&chunk).unwrap();
+    }
+    w.commit().unwrap();
+    assert!(matches!(
+        d.get_content(&path),
+        Err(StorageError::TooLarge { .. })
+    ));
+    d.delete(&path).unwrap();
+}
+
+fn concurrent_writers_and_readers(d: Arc<dyn StorageDriver>) {
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let d = Arc::clone(&d);
+            s.spawn(move || {
+                for i in 0..50 {
+                    let path = p(&format!("/c/{t}/{i}"));
+                    let body = format!("{t}-{i}").into_bytes();
+                    d.put_content(&path, &body).unwrap();
+                    assert_eq!(d.get_content(&path).unwrap(), body);
+                    // Atomic replace: a concurrent reader of a shared file sees whole values.
+                    let shared = p("/c/shared");
+                    d.put_content(&shared, &[t as u8; 64]).unwrap();
+                    let seen = d.get_content(&shared).unwrap();
+                    assert_eq!(seen.len(), 64);
+                    assert!(seen.iter().all(|&b| b == seen[0]));
+                }
+            });
+        }
+    });
+    assert_eq!(d.list(&p("/c")).unwrap().len(), 9);
+}
+
+macro_rules! driver_suite {
+    ($module:ident, $make:expr) => {
+        mod $module {
+            use super::*;
+
+            #[test]
+            fn content_round_trip() {
+                let (_keep, d) = $make;
+                super::content_round_trip(&*d);
+            }
+            #[test]
+            fn readers_at_offsets() {
+                let (_keep, d) = $make;
+                super::readers_at_offsets(&*d);
+            }
+            #[test]
+            fn writers_append_and_resume() {
+                let (_keep, d) = $make;
+                super::writers_append_and_resume(&*d);
+            }
+            #[test]
+            fn stat_and_list() {
+                let (_keep, d) = $make;
+                super::stat_and_list(&*d);
+            }
+            #[test]
+            fn move_and_delete() {
+                let (_keep, d) = $make;
+                super::move_and_delete(&*d);
+            }
+            #[test]
+            fn walk_visits_everything_sorted() {
+                let (_keep, d) = $make;
+                super::walk_visits_everything_sorted(&*d);
+            }
+            #[test]
+            fn big_content_is_refused() {
+                let (_keep, d) = $make;
+                super::big_content_is_refused(&*d);
+            }
+            #[test]
+            fn concurrent_writers_and_readers() {
+                let (_keep, d) = $make;
+                super::concurrent_writers_and_readers(d);
+            }
+        }
+    };
+}
+
+fn filesystem() -> (tempfile::TempDir, Arc<dyn StorageDriver>) {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = FilesystemDriver::new(dir.path().join("root"));
+    (dir, Arc::new(driver))
+}
+
+fn inmemory() -> ((), Arc<dyn StorageDriver>) {
+    ((), Arc::new(InMemoryDriver::new()))
+}
+
+driver_suite!(filesystem_driver, filesystem());
+driver_suite!(inmemory_driver, inmemory());
+
+#[test]
+fn filesystem_stays_inside_its_root_and_hides_temp_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = FilesystemDriver::new(dir.path().join("root"));
+    driver.put_content(&p("/x/link"), b"v").unwrap();
+    std::fs::write(dir.path().join("root/x/.layerstore-tmp-0011"), b"junk").unwrap();
+    assert_eq!(driver.list(&p("/x")).unwrap(), [p("/x/link")]);
+    // Nothing was written next to the root.
+    let outside: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(outside, ["root"]);
+    assert!(DriverPath::parse("/../escape").is_err());
+}
+
+#[test]
+fn filesystem_maps_files_for_zero_copy_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = FilesystemDriver::new(dir.path());
+    driver.put_content(&p("/blob"), b"mapped bytes").unwrap();
+    let map = driver.map(&p("/blob")).unwrap().unwrap();
+    assert_eq!(&map[..], b"mapped bytes");
+    driver.put_content(&p("/empty"), b"").unwrap();
+    assert!(driver.map(&p("/empty")).unwrap().unwrap().is_empty());
+    assert!(matches!(
+        driver.map(&p("/none")),
+        Some(Err(StorageError::NotFound(_)))
+    ));
+    assert!(InMemoryDriver::new().map(&p("/blob")).is_none());
+}
