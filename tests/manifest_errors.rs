@@ -534,3 +534,21 @@ fn every_checked_field_name_is_a_real_field() {
         );
     }
 }
+
+#[test]
+fn escaped_keys_are_read_and_checked_like_plain_ones() {
+    // `\u006d` is `m`: an escaped but exact key is the field itself.
+    let body = format!(
+        r#"{{"schemaVersion":2,"\u006danifests":[{{"mediaType":"{OCI_MANIFEST}","size":2,"digest":"{EMPTY}"}}]}}"#
+    );
+    let parsed = Manifest::parse(None, body.as_bytes()).unwrap();
+    assert_eq!(parsed.manifests().len(), 1);
+    // `\u004d` is `M`: the escaped case variant is refused like the plain one.
+    let body = format!(
+        r#"{{"schemaVersion":2,"config":{{"mediaType":"a/b","size":2,"digest":"{EMPTY}"}},"\u004danifests":[]}}"#
+    );
+    assert!(matches!(
+        Manifest::parse(None, body.as_bytes()),
+        Err(ManifestError::CaseVariantKey { .. })
+    ));
+}

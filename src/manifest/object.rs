@@ -14,7 +14,9 @@
 use std::fmt;
 use std::marker::PhantomData;
 
-use serde::de::value::{MapAccessDeserializer, StringDeserializer};
+use std::borrow::Cow;
+
+use serde::de::value::{BorrowedStrDeserializer, MapAccessDeserializer, StringDeserializer};
 use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
@@ -68,7 +70,7 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for CheckedKeys<A> {
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, A::Error> {
-        let Some(key) = self.inner.next_key::<String>()? else {
+        let Some(Key(key)) = self.inner.next_key::<Key<'de>>()? else {
             return Ok(None);
         };
         if self
@@ -80,8 +82,14 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for CheckedKeys<A> {
                 "{CASE_VARIANT_PREFIX}{key}`"
             )));
         }
-        let key: StringDeserializer<A::Error> = key.into_deserializer();
-        seed.deserialize(key).map(Some)
+        match key {
+            Cow::Borrowed(key) => seed.deserialize(BorrowedStrDeserializer::new(key)),
+            Cow::Owned(key) => {
+                let key: StringDeserializer<A::Error> = key.into_deserializer();
+                seed.deserialize(key)
+            }
+        }
+        .map(Some)
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
@@ -90,6 +98,38 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for CheckedKeys<A> {
 
     fn size_hint(&self) -> Option<usize> {
         self.inner.size_hint()
+    }
+}
+
+/// An object key, borrowed from the input when it has no escapes (the usual case), so checking
+/// it costs no allocation.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+struct KeyVisitor;
+
+impl<'de> Visitor<'de> for KeyVisitor {
+    type Value = Key<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Borrowed(key)))
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Owned(key.to_owned())))
+    }
+
+    fn visit_string<E: de::Error>(self, key: String) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Owned(key)))
     }
 }
 
