@@ -10,67 +10,16 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::process::ServerProcess;
 use common::{sha256, try_request, Reply};
 use layerstore::store::Store;
 
 const CLIENTS: usize = 3;
-
-/// A server process that is killed (SIGKILL) when dropped.
-struct ServerProcess {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl ServerProcess {
-    fn start(root: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_layerstore"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--secret",
-                "storm",
-                "--root",
-            ])
-            .arg(root)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start layerstore serve");
-        let stderr = child.stderr.take().unwrap();
-        let mut lines = BufReader::new(stderr).lines();
-        let addr = loop {
-            let line = lines.next().expect("server printed its address").unwrap();
-            if let Some(rest) = line.split("address=").nth(1) {
-                break rest.split_whitespace().next().unwrap().parse().unwrap();
-            }
-        };
-        // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        ServerProcess { child, addr }
-    }
-
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// What the clients were told was stored, and what they had in flight.
 #[derive(Default)]
@@ -114,11 +63,11 @@ impl Client {
 
     /// Pushes until the server dies or `stop` is set.
     fn run(self) {
-        let mut round = 0u64;
         while !self.stop.load(Ordering::Relaxed) {
             let seed = self.seeds.fetch_add(1, Ordering::Relaxed);
             let repo = format!("storm/c{}-{}", self.id, seed % 3);
-            let alive = match round % 4 {
+            // The kind follows the global seed, so every kind runs whatever the kill timing.
+            let alive = match seed % 4 {
                 0 => self.monolithic(&repo, seed),
                 1 => self.chunked(&repo, seed),
                 2 => self.mount(&repo, seed),
@@ -127,7 +76,6 @@ impl Client {
             if !alive {
                 return;
             }
-            round += 1;
         }
     }
 
@@ -336,7 +284,12 @@ fn verify(addr: SocketAddr, ledger: &Mutex<Ledger>, tally: &mut Tally) {
         for tag in tags["tags"].as_array().unwrap() {
             let path = format!("/v2/{repo}/manifests/{}", tag.as_str().unwrap());
             let reply = try_request(addr, "GET", &path, &[], b"").unwrap();
-            assert_eq!(reply.status, 200, "listed tag {path} unreadable");
+            assert_eq!(
+                reply.status,
+                200,
+                "listed tag {path} unreadable: {}",
+                String::from_utf8_lossy(&reply.body)
+            );
         }
     }
 }

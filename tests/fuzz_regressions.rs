@@ -15,6 +15,9 @@ fn entry(target: &str) -> Option<fn(&[u8])> {
         "range_header" => range_header,
         "upload_token" => upload_token,
         "manifest_parse" => manifest_parse,
+        "storage_names" => storage_names,
+        "storage_link" => storage_link,
+        "store_upload_ops" => store_upload_ops,
         _ => return None,
     })
 }

@@ -371,3 +371,24 @@ fn delete_by_tag_and_by_digest() {
     let list: Value = serde_json::from_slice(&server.get("/v2/app/tags/list").body).unwrap();
     assert_eq!(list["tags"], json!([]));
 }
+
+#[test]
+fn a_half_written_tag_is_not_listed() {
+    // A crash between the tag's index entry and its `current` link leaves this on disk.
+    let server = TestServer::start();
+    let body = image(&server, "app", "8");
+    let digest = sha256(&body);
+    assert_eq!(
+        put_manifest(&server, "app", &digest, OCI_MANIFEST, &body).status,
+        201
+    );
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    let index = server.v2().join(format!(
+        "repositories/app/_manifests/tags/half/index/sha256/{hex}"
+    ));
+    std::fs::create_dir_all(&index).unwrap();
+    std::fs::write(index.join("link"), &digest).unwrap();
+    let list: Value = serde_json::from_slice(&server.get("/v2/app/tags/list").body).unwrap();
+    assert_eq!(list["tags"], json!([]));
+    assert_eq!(server.get("/v2/app/manifests/half").status, 404);
+}

@@ -294,6 +294,12 @@ fn filesystem_stays_inside_its_root_and_hides_temp_files() {
         .collect();
     assert_eq!(outside, ["root"]);
     assert!(DriverPath::parse("/../escape").is_err());
+    // Temporary files are staged outside the layout, and none is left after a put.
+    assert_eq!(driver.list(&DriverPath::root()).unwrap(), [p("/x")]);
+    let staged = std::fs::read_dir(dir.path().join("root/.layerstore-tmp"))
+        .unwrap()
+        .count();
+    assert_eq!(staged, 0);
 }
 
 #[test]
@@ -310,4 +316,27 @@ fn filesystem_maps_files_for_zero_copy_reads() {
         Some(Err(StorageError::NotFound(_)))
     ));
     assert!(InMemoryDriver::new().map(&p("/blob")).is_none());
+}
+
+#[test]
+fn filesystem_writer_flushes_behind_and_keeps_every_byte() {
+    // More than the 64 MiB write-behind step, so a background flush runs during the writes.
+    let dir = tempfile::tempdir().unwrap();
+    let driver = FilesystemDriver::new(dir.path());
+    let path = p("/big/data");
+    let mut w = driver.writer(&path, true).unwrap();
+    let chunk: Vec<u8> = (0..(4 << 20)).map(|i| (i % 253) as u8).collect();
+    for _ in 0..20 {
+        w.write_all(&chunk).unwrap();
+    }
+    w.sync().unwrap();
+    w.write_all(b"tail").unwrap();
+    w.commit().unwrap();
+    let info = driver.stat(&path).unwrap();
+    assert_eq!(info.size, 20 * (4 << 20) + 4);
+    let mut r = driver.reader(&path, info.size - 4 - (4 << 20)).unwrap();
+    let mut last = Vec::new();
+    r.read_to_end(&mut last).unwrap();
+    assert_eq!(&last[..4 << 20], &chunk[..]);
+    assert_eq!(&last[4 << 20..], b"tail");
 }

@@ -4,7 +4,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod crash_worker;
 mod digest;
+mod fsck;
+mod get;
+mod purge;
+mod put;
 mod serve;
 
 /// layerstore: a content-addressable blob store for container registries.
@@ -19,6 +24,12 @@ struct Cli {
 enum Command {
     Serve(serve::ServeArgs),
     Digest(digest::DigestArgs),
+    Put(put::PutArgs),
+    Get(get::GetArgs),
+    Fsck(fsck::FsckArgs),
+    PurgeUploads(purge::PurgeArgs),
+    #[command(hide = true)]
+    CrashWorker(crash_worker::CrashWorkerArgs),
 }
 
 /// Parses the command line and runs the chosen subcommand.
@@ -27,5 +38,10 @@ pub fn run() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Digest(args) => digest::run(args),
+        Command::Put(args) => put::run(args),
+        Command::Get(args) => get::run(args),
+        Command::Fsck(args) => fsck::run(args),
+        Command::PurgeUploads(args) => purge::run(args),
+        Command::CrashWorker(args) => crash_worker::run(args),
     }
 }

@@ -3,18 +3,22 @@
 //! The layout under the root is exactly distribution's `filesystem` driver layout, so either
 //! program can serve the other's root. Unlike distribution, every metadata write is atomic
 //! (temp file, fsync, rename, fsync of the directory), and moves and new directories are made
-//! durable before returning. Temporary files are named `.layerstore-tmp-<random>` next to their
-//! target; listings hide them, and a crash can only leave them behind, never a half-written
-//! target.
+//! durable before returning. Temporary files live in `<root>/.layerstore-tmp/`, outside
+//! `docker/registry/v2`, so a crash can leave one behind there but never a half-written target,
+//! and distribution never sees them. (Only if that directory is on another filesystem than the
+//! target is the temp file put next to the target instead; listings hide those names.)
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use super::fs_writer::FsFileWriter;
 use super::{DriverPath, FileInfo, FileWriter, StorageDriver, StorageError, MAX_CONTENT_LEN};
 
 /// Prefix of the temporary files `put_content` renames into place.
 pub const TEMP_PREFIX: &str = ".layerstore-tmp-";
+/// Directory under the root that holds those temporary files; listings hide it.
+pub const TEMP_DIR: &str = ".layerstore-tmp";
 
 /// A storage driver over a local directory.
 ///
@@ -75,7 +79,7 @@ impl FilesystemDriver {
     }
 
     /// fsyncs the directory holding `path`, which makes a rename or create in it durable.
-    fn sync_parent(&self, path: &DriverPath) -> Result<(), StorageError> {
+    pub(super) fn sync_parent(&self, path: &DriverPath) -> Result<(), StorageError> {
         let parent = path.parent().unwrap_or_else(DriverPath::root);
         sync_dir(&self.local(&parent)).map_err(|e| StorageError::io("fsync dir", &parent, e))
     }
@@ -94,6 +98,20 @@ impl FilesystemDriver {
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Writes `content` to the new file `temp`, fsyncs it and renames it to `target`; removes
+/// `temp` if anything fails.
+fn write_and_rename(temp: &Path, target: &Path, content: &[u8]) -> io::Result<()> {
+    let write = || -> io::Result<()> {
+        let mut file = OpenOptions::new().write(true).create_new(true).open(temp)?;
+        file.write_all(content)?;
+        file.sync_all()?;
+        fs::rename(temp, target)
+    };
+    write().inspect_err(|_| {
+        let _ = fs::remove_file(temp);
+    })
 }
 
 fn temp_name() -> String {
@@ -134,20 +152,16 @@ impl StorageDriver for FilesystemDriver {
     fn put_content(&self, path: &DriverPath, content: &[u8]) -> Result<(), StorageError> {
         self.create_parent_dirs(path)?;
         let target = self.local(path);
-        let temp = target.with_file_name(temp_name());
-        let write = || -> io::Result<()> {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&temp)?;
-            file.write_all(content)?;
-            file.sync_all()?;
-            fs::rename(&temp, &target)
+        let temp_dir = self.root.join(TEMP_DIR);
+        let staged = fs::create_dir_all(&temp_dir)
+            .and_then(|()| write_and_rename(&temp_dir.join(temp_name()), &target, content));
+        let result = match staged {
+            Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
+                write_and_rename(&target.with_file_name(temp_name()), &target, content)
+            }
+            other => other,
         };
-        if let Err(e) = write() {
-            let _ = fs::remove_file(&temp);
-            return Err(StorageError::io("put", path, e));
-        }
+        result.map_err(|e| StorageError::io("put", path, e))?;
         self.sync_parent(path)
     }
 
@@ -183,14 +197,14 @@ impl StorageDriver for FilesystemDriver {
         } else {
             0
         };
-        Ok(Box::new(FsFileWriter {
+        Ok(Box::new(FsFileWriter::new(
             file,
             size,
-            path: path.clone(),
+            path.clone(),
             local,
-            new_entry: !existed,
-            driver: self.clone(),
-        }))
+            !existed,
+            self.clone(),
+        )))
     }
 
     fn stat(&self, path: &DriverPath) -> Result<FileInfo, StorageError> {
@@ -218,7 +232,7 @@ impl StorageDriver for FilesystemDriver {
             // Names we could not have written (temp files, foreign characters) are not part of
             // the store's key space.
             let Some(name) = name.to_str() else { continue };
-            if name.starts_with(TEMP_PREFIX) {
+            if name == TEMP_DIR || name.starts_with(TEMP_PREFIX) {
                 continue;
             }
             if let Ok(child) = path.join(name) {
@@ -266,55 +280,5 @@ impl StorageDriver for FilesystemDriver {
             map.map_err(|e| StorageError::io("mmap", path, e))
         };
         Some(map())
-    }
-}
-
-/// The filesystem driver's [`FileWriter`]: a plain file opened for appending.
-#[derive(Debug)]
-struct FsFileWriter {
-    file: File,
-    size: u64,
-    path: DriverPath,
-    local: PathBuf,
-    /// The file did not exist before: its directory entry needs an fsync of the parent too.
-    new_entry: bool,
-    driver: FilesystemDriver,
-}
-
-impl Write for FsFileWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
-        self.size += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
-    }
-}
-
-impl FileWriter for FsFileWriter {
-    fn size(&self) -> u64 {
-        self.size
-    }
-
-    fn sync(&mut self) -> Result<(), StorageError> {
-        self.file
-            .sync_data()
-            .map_err(|e| StorageError::io("fsync", &self.path, e))?;
-        if self.new_entry {
-            self.driver.sync_parent(&self.path)?;
-            self.new_entry = false;
-        }
-        Ok(())
-    }
-
-    fn commit(mut self: Box<Self>) -> Result<(), StorageError> {
-        self.sync()
-    }
-
-    fn cancel(self: Box<Self>) -> Result<(), StorageError> {
-        drop(self.file);
-        fs::remove_file(&self.local).map_err(|e| StorageError::io("delete", &self.path, e))
     }
 }

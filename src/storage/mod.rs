@@ -27,6 +27,7 @@
 
 mod error;
 pub mod filesystem;
+mod fs_writer;
 pub mod inmemory;
 mod path;
 pub mod paths;

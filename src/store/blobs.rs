@@ -135,6 +135,22 @@ impl Store {
 
     /// Cross-repository mount: links `digest` into `to` when `from` has it and its bytes are
     /// present. Nothing is copied.
+    ///
+    /// ```
+    /// use layerstore::names::RepositoryName;
+    /// use layerstore::store::{Store, StoreError};
+    /// use layerstore::Digest;
+    ///
+    /// let store = Store::in_memory();
+    /// let (a, b) = (RepositoryName::parse("a").unwrap(), RepositoryName::parse("b").unwrap());
+    /// let mut upload = store.create_upload(&a).unwrap();
+    /// upload.append(b"layer").unwrap();
+    /// let digest = Digest::sha256(b"layer");
+    /// upload.commit(&digest, None).unwrap();
+    /// assert!(matches!(store.stat_blob(&b, &digest), Err(StoreError::BlobUnknown(_))));
+    /// store.mount_blob(&a, &b, &digest).unwrap();
+    /// assert_eq!(store.stat_blob(&b, &digest).unwrap().size, 5);
+    /// ```
     pub fn mount_blob(
         &self,
         from: &RepositoryName,

@@ -140,13 +140,14 @@ impl BlobBody {
             return Ok(bytes.len() as u64);
         }
         let mut reader = self.reader(Some(range))?;
-        copy(&mut *reader, out)
+        copy(&mut *reader, out, range.len())
     }
 }
 
-/// Copies with one reused 1 MiB buffer, telling input errors from output errors.
-fn copy(reader: &mut dyn Read, out: &mut dyn Write) -> Result<u64, StoreError> {
-    let mut buf = vec![0u8; 1 << 20];
+/// Copies with one reused buffer (1 MiB, or less for a short range), telling input errors from
+/// output errors.
+fn copy(reader: &mut dyn Read, out: &mut dyn Write, len: u64) -> Result<u64, StoreError> {
+    let mut buf = vec![0u8; len.clamp(1, 1 << 20) as usize];
     let mut total = 0;
     loop {
         let n = match reader.read(&mut buf) {

@@ -25,11 +25,20 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         };
-        // Anything that is not a valid tag name (a stray file) is not a tag.
-        let mut tags: Vec<Tag> = entries
-            .iter()
-            .filter_map(|p| Tag::parse(p.name()).ok())
-            .collect();
+        // Anything that is not a valid tag name (a stray file) is not a tag, and neither is a tag
+        // directory without a `current` link (a crash between writing the tag's index entry and
+        // its `current` link leaves one): only tags that can be read are listed.
+        let mut tags = Vec::with_capacity(entries.len());
+        for tag in entries.iter().filter_map(|p| Tag::parse(p.name()).ok()) {
+            match self
+                .driver
+                .stat(&PathSpec::TagCurrentLink { repo, tag: &tag }.to_path()?)
+            {
+                Ok(info) if !info.is_dir => tags.push(tag),
+                Ok(_) | Err(StorageError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
         tags.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         Ok(tags)
     }
@@ -69,7 +78,8 @@ impl Store {
     }
 
     /// The manifests in `repo` whose `subject` is `subject`: those layerstore indexed when they
-    /// were pushed, plus those listed in a client-maintained referrers tag (`sha256-<hex>`).
+    /// were pushed and that are still stored, plus those listed in a client-maintained
+    /// referrers tag (`sha256-<hex>`).
     pub fn referrers(
         &self,
         repo: &RepositoryName,
@@ -106,7 +116,12 @@ impl Store {
             };
             let record = ReferrerRecord::from_json(&bytes)
                 .map_err(|source| StoreError::ReferrerCorrupt { path, source })?;
-            records.push(record);
+            // The referrer may have been deleted by another registry sharing the root
+            // (distribution's manifest DELETE or garbage-collect), which knows nothing of this
+            // index: list only referrers that can still be fetched.
+            if self.manifest_revision(repo, &record.digest)?.is_some() {
+                records.push(record);
+            }
         }
         Ok(records)
     }

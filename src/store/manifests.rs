@@ -184,7 +184,7 @@ impl Store {
 
     /// The canonical digest of a manifest stored in `repo` under `digest`: its revision link,
     /// else a legacy `_layers` link (stores written by distribution 2.1.0). `None` if neither.
-    fn manifest_revision(
+    pub(super) fn manifest_revision(
         &self,
         repo: &RepositoryName,
         digest: &Digest,

@@ -27,6 +27,22 @@ pub struct PurgeReport {
 impl Store {
     /// Deletes upload sessions that started more than `older_than` before `now`. With
     /// `dry_run`, only reports them.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use layerstore::names::RepositoryName;
+    /// use layerstore::store::Store;
+    ///
+    /// let store = Store::in_memory();
+    /// let repo = RepositoryName::parse("app").unwrap();
+    /// let upload = store.create_upload(&repo).unwrap();
+    /// drop(upload); // abandoned
+    /// let week = Duration::from_secs(7 * 24 * 3600);
+    /// // Nothing is a week old yet; eight days from now, it is.
+    /// assert!(store.purge_uploads(week, SystemTime::now(), false).unwrap().deleted.is_empty());
+    /// let later = SystemTime::now() + Duration::from_secs(8 * 24 * 3600);
+    /// assert_eq!(store.purge_uploads(week, later, false).unwrap().deleted.len(), 1);
+    /// ```
     pub fn purge_uploads(
         &self,
         older_than: Duration,

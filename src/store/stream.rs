@@ -36,7 +36,7 @@ pub(crate) fn hash_range(
         return Ok(());
     }
     let mut reader = driver.reader(path, from)?.take(to - from);
-    let mut buf = vec![0u8; CHUNK];
+    let mut buf = vec![0u8; (to - from).min(CHUNK as u64) as usize];
     let mut seen = 0;
     loop {
         let n = fill(&mut reader, &mut buf).map_err(|e| StorageError::io("read", path, e))?;

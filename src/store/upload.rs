@@ -116,7 +116,14 @@ impl Store {
         let data = PathSpec::UploadData { repo, id }.to_path()?;
         let offset = match self.driver.stat(&data) {
             Ok(info) => info.size,
-            Err(StorageError::NotFound(_)) => 0,
+            // No `data`: nothing received yet, or a commit moved it into the blob store and
+            // crashed before finishing. Resuming tells which (and restores the session in the
+            // second case), so the status agrees with what the next PATCH will find.
+            Err(StorageError::NotFound(_)) => match self.resume_upload(repo, id) {
+                Ok(upload) => upload.offset(),
+                Err(StoreError::BlobUploadBusy(_)) => 0,
+                Err(e) => return Err(e),
+            },
             Err(e) => return Err(e.into()),
         };
         Ok(UploadStatus { offset, started_at })
@@ -175,6 +182,11 @@ impl Upload {
     /// When the session started.
     pub fn started_at(&self) -> SystemTime {
         self.started_at
+    }
+
+    /// The sha256 digest of the bytes received so far.
+    pub fn digest(&self) -> Digest {
+        self.hasher.digest()
     }
 
     /// Bytes received so far; the next append continues here.
@@ -238,10 +250,19 @@ impl Upload {
         if self.broken {
             return Err(StoreError::BlobUploadInterrupted(self.id.clone()));
         }
-        if let Some(writer) = &mut self.writer {
-            writer.sync()?;
-        }
+        self.sync_data()?;
         self.save_state()
+    }
+
+    /// fsyncs `data` (creating it empty if missing). Without an open writer the bytes may come
+    /// from an earlier process that never synced them, so they are synced here too: a state is
+    /// only ever saved for durable bytes.
+    fn sync_data(&mut self) -> Result<(), StoreError> {
+        match &mut self.writer {
+            Some(writer) => writer.sync()?,
+            None => self.driver.writer(&self.data_path()?, true)?.commit()?,
+        }
+        Ok(())
     }
 
     /// Deletes the session.
@@ -261,10 +282,8 @@ impl Upload {
             return Err(StoreError::BlobUploadInterrupted(self.id.clone()));
         }
         // 1. data durable (also creates an empty data file for a session that never had one).
-        match self.writer.take() {
-            Some(writer) => writer.commit()?,
-            None => self.driver.writer(&self.data_path()?, true)?.commit()?,
-        }
+        self.sync_data()?;
+        self.writer = None;
         // 2. verify, keeping the session on failure.
         let canonical = self.hasher.digest();
         let actual = match claimed.algorithm() {
@@ -320,8 +339,12 @@ impl Upload {
             Ok(_) | Err(StorageError::NotFound(_)) => {}
             Err(e) => return Err(e.into()),
         }
-        self.driver.move_to(&self.data_path()?, &blob)?;
-        Ok(())
+        match self.driver.move_to(&self.data_path()?, &blob) {
+            Ok(()) => Ok(()),
+            // Purged or cancelled by someone else while this handle was open.
+            Err(StorageError::NotFound(_)) => Err(StoreError::BlobUploadUnknown(self.id.clone())),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// One pass over `data` with another algorithm (sha512 claims).

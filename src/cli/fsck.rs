@@ -1,0 +1,67 @@
+//! `layerstore fsck`: re-hash every blob and check every link of a storage root.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use layerstore::store::fsck::FsckEvent;
+use layerstore::store::Store;
+
+/// Re-hash every blob and check every link; exit 1 if anything is wrong.
+///
+/// Prints each corrupt blob and each dangling or bad link. Blobs are hashed in parallel. A
+/// progress bar is shown when stderr is a terminal.
+#[derive(Debug, Args)]
+pub struct FsckArgs {
+    /// Storage root.
+    #[arg(long, value_name = "DIR")]
+    root: PathBuf,
+}
+
+pub fn run(args: FsckArgs) -> ExitCode {
+    let store = Store::filesystem(&args.root);
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new(0);
+        if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed}") {
+            bar.set_style(style);
+        }
+        bar
+    });
+    let progress = |event: FsckEvent| {
+        if let Some(bar) = &bar {
+            match event {
+                FsckEvent::Planned(n) => bar.set_length(n),
+                FsckEvent::Checked => bar.inc(1),
+            }
+        }
+    };
+    let result = store.fsck(&progress);
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    match result {
+        Ok(report) => {
+            for problem in &report.problems {
+                println!("{problem}");
+            }
+            eprintln!(
+                "layerstore fsck: {} blobs, {} links checked, {} problems",
+                report.blobs_checked,
+                report.links_checked,
+                report.problems.len()
+            );
+            if report.is_clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("layerstore fsck: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The storage subcommands on the real binary: put, get (with ranges), fsck, purge-uploads.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use layerstore::digest::Digest;
+use layerstore::names::RepositoryName;
+use layerstore::storage::PathSpec;
+use layerstore::store::Store;
+
+fn run(args: &[&str], root: &Path, stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_layerstore"))
+        .arg(args[0])
+        .arg("--root")
+        .arg(root)
+        .args(&args[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(bytes) = stdin {
+        input.write_all(bytes).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn put_get_fsck_purge() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let file = dir.path().join("input");
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&file, &data).unwrap();
+    let digest = Digest::sha256(&data);
+
+    let out = run(
+        &["put", "--repo", "lib/app", file.to_str().unwrap()],
+        &root,
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        digest.to_string()
+    );
+
+    let out = run(
+        &["put", "--repo", "lib/app", "-"],
+        &root,
+        Some(b"from stdin"),
+    );
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        Digest::sha256(b"from stdin").to_string()
+    );
+
+    let wrong = Digest::sha256(b"nope").to_string();
+    let out = run(
+        &["put", "--repo", "lib/app", "--digest", &wrong, "-"],
+        &root,
+        Some(b"x"),
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("digest mismatch"));
+
+    let d = digest.to_string();
+    let out = run(&["get", "--repo", "lib/app", &d], &root, None);
+    assert!(out.status.success());
+    assert!(out.stdout == data);
+    let out = run(&["get", &d, "--range", "100-199"], &root, None);
+    assert_eq!(out.stdout, &data[100..200]);
+    for bad in [
+        vec!["get", &d, "--range", "5-200000"],
+        vec!["get", &d, "--range", "9-3"],
+    ] {
+        let out = run(&bad, &root, None);
+        assert!(!out.status.success() && out.stdout.is_empty());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("not satisfiable"));
+    }
+    let out = run(&["get", "--repo", "other/repo", &d], &root, None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("blob unknown"));
+    let out = run(&["get", "sha256:zz"], &root, None);
+    assert!(!out.status.success());
+
+    let out = run(&["fsck"], &root, None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Corrupt the blob: fsck names it and fails.
+    let blob = root.join(
+        PathSpec::BlobData { digest: &digest }
+            .to_path()
+            .unwrap()
+            .relative(),
+    );
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[0] ^= 0xff;
+    std::fs::write(&blob, bytes).unwrap();
+    let out = run(&["fsck"], &root, None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("corrupt blob {digest}")));
+
+    // purge-uploads: the session left by the failed put (kept on mismatch) is young.
+    let store = Store::filesystem(&root);
+    let repo = RepositoryName::parse("lib/app").unwrap();
+    let old = store.create_upload(&repo).unwrap();
+    let started = PathSpec::UploadStartedAt {
+        repo: &repo,
+        id: old.id(),
+    }
+    .to_path()
+    .unwrap();
+    drop(old);
+    store
+        .driver()
+        .put_content(&started, b"2000-01-01T00:00:00Z")
+        .unwrap();
+    let out = run(&["purge-uploads", "--older-than", "7d"], &root, None);
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(!root.join(started.relative()).exists());
+    let out = run(&["purge-uploads", "--older-than", "7x"], &root, None);
+    assert!(!out.status.success());
+}

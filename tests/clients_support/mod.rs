@@ -1,0 +1,303 @@
+//! Support for the real-client tests (skopeo, Python clients, distribution 2.8): finding the
+//! tools (a missing tool fails in CI, skips elsewhere), child processes that are always killed,
+//! the layerstore binary and distribution 2.8 as servers on free loopback ports, and OCI image
+//! layouts built by hand and compared digest by digest.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+pub mod oci;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The tool on `PATH`, or `None` (after saying "skipping") outside CI. In CI (`CI` set) a
+/// missing tool is a failure: a green run must mean the clients really ran.
+pub fn require_tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    });
+    if found.is_none() {
+        missing(name);
+    }
+    found
+}
+
+/// Reports a missing tool: panics in CI, prints "skipping" elsewhere.
+pub fn missing(what: &str) {
+    if std::env::var_os("CI").is_some() {
+        panic!("{what} is required in CI but not installed (see the install section of .ci/run)");
+    }
+    eprintln!("skipping: {what} not installed");
+}
+
+/// The repository's checkout (where `.venv-clients/` lives).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Python interpreter of `.venv-clients/` if it can import every module in `modules`.
+pub fn python_with(modules: &[&str]) -> Option<PathBuf> {
+    let python = repo_root().join(".venv-clients/bin/python");
+    let imports = modules.join(", ");
+    let works = python.is_file()
+        && Command::new(&python)
+            .args(["-c", &format!("import {imports}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    if !works {
+        missing(&format!(".venv-clients with {imports}"));
+        return None;
+    }
+    Some(python)
+}
+
+/// A child process that is killed and reaped when dropped, whatever the test did.
+pub struct ChildGuard {
+    child: Child,
+    what: String,
+    log: Option<PathBuf>,
+}
+
+impl ChildGuard {
+    pub fn spawn(mut command: Command, what: &str) -> Self {
+        let child = command
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {what}: {e}"));
+        ChildGuard {
+            child,
+            what: what.to_owned(),
+            log: None,
+        }
+    }
+
+    /// Names the file the process logs to, so a failure can show it.
+    pub fn with_log(mut self, log: PathBuf) -> Self {
+        self.log = Some(log);
+        self
+    }
+
+    /// `Err` with the exit status and the log if the process has already exited.
+    pub fn exited(&mut self) -> Result<(), String> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => {
+                let log = self
+                    .log
+                    .as_ref()
+                    .and_then(|path| std::fs::read_to_string(path).ok())
+                    .unwrap_or_default();
+                Err(format!("{} exited: {status}\n{log}", self.what))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port that was free a moment ago (for servers that need a port number up front).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// Waits until `addr` answers `GET /v2/` with 200. `Err` with the process's log if it exited
+/// first (e.g. the port was taken in the meantime); panics after 20 s.
+fn wait_ready(addr: SocketAddr, guard: &mut ChildGuard) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        guard.exited()?;
+        if TcpStream::connect(addr).is_ok() {
+            let reply = crate::common::request(addr, "GET", "/v2/", &[], b"");
+            if reply.status == 200 {
+                return Ok(());
+            }
+        }
+        assert!(Instant::now() < deadline, "{addr} never became ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A registry process (layerstore's binary or distribution 2.8) serving a root directory.
+pub struct RegistryProcess {
+    pub addr: SocketAddr,
+    _guard: ChildGuard,
+    _dir: tempfile::TempDir,
+}
+
+impl RegistryProcess {
+    /// Starts `command_for(addr, dir)` on a free port and waits until it serves. The port is
+    /// only known to be free when picked, so a process that exits at once is retried on another.
+    fn start(what: &str, command_for: impl Fn(SocketAddr, &Path) -> Command) -> Self {
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            // The log goes to a file (distribution logs every 404 as an error), shown on failure.
+            let log_path = dir.path().join("server.log");
+            let log = std::fs::File::create(&log_path).unwrap();
+            let mut command = command_for(addr, dir.path());
+            command.stdout(log.try_clone().unwrap()).stderr(log);
+            let mut guard = ChildGuard::spawn(command, what).with_log(log_path);
+            match wait_ready(addr, &mut guard) {
+                Ok(()) => {
+                    return RegistryProcess {
+                        addr,
+                        _guard: guard,
+                        _dir: dir,
+                    }
+                }
+                Err(e) => failures.push(e),
+            }
+        }
+        panic!("{what} did not start: {failures:#?}");
+    }
+
+    /// `layerstore serve` (the real binary) over `root` with `secret`.
+    pub fn layerstore(root: &Path, secret: &str) -> Self {
+        Self::start("layerstore serve", |addr, _| {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_layerstore"));
+            command
+                .arg("serve")
+                .arg("--listen")
+                .arg(addr.to_string())
+                .arg("--root")
+                .arg(root)
+                .arg("--secret")
+                .arg(secret)
+                .env("RUST_LOG", "warn");
+            command
+        })
+    }
+
+    /// distribution 2.8 (`docker-registry serve`) over `root` with `secret`: filesystem
+    /// storage, deletes on, no auth, no blob descriptor cache, no upload purging, errors only.
+    /// `None` when the tool is missing outside CI.
+    pub fn distribution(root: &Path, secret: &str) -> Option<Self> {
+        let binary = require_tool("docker-registry")?;
+        Some(Self::start("docker-registry serve", |addr, dir| {
+            let config = dir.join("config.yml");
+            std::fs::write(&config, distribution_config(root, addr, secret)).unwrap();
+            let mut command = Command::new(&binary);
+            command.arg("serve").arg(&config);
+            command
+        }))
+    }
+
+    /// `127.0.0.1:PORT`, as clients name the registry.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+/// Runs `docker-registry garbage-collect` (with `extra` flags) over `root`, which no registry
+/// may be serving at the time. Panics with its output if it fails.
+pub fn distribution_garbage_collect(root: &Path, extra: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yml");
+    let addr = "127.0.0.1:0".parse().unwrap();
+    std::fs::write(&config, distribution_config(root, addr, "unused")).unwrap();
+    let mut command = Command::new("docker-registry");
+    command.arg("garbage-collect").args(extra).arg(&config);
+    let output = run_with_timeout(command, Duration::from_secs(60));
+    assert!(
+        output.status.success(),
+        "garbage-collect failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn distribution_config(root: &Path, addr: SocketAddr, secret: &str) -> String {
+    format!(
+        "version: 0.1\n\
+         log:\n  level: error\n  accesslog:\n    disabled: true\n\
+         storage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\n  \
+         maintenance:\n    uploadpurging:\n      enabled: false\n\
+         http:\n  addr: {addr}\n  secret: {secret}\n",
+        root = root.display(),
+    )
+}
+
+/// Runs a command with a deadline; kills it when the deadline passes. Returns its output.
+pub fn run_with_timeout(mut command: Command, timeout: Duration) -> Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {command:?}: {e}"));
+    let deadline = Instant::now() + timeout;
+    // Drain the pipes on threads so a chatty child cannot block on a full pipe.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stdout, &mut buf);
+        buf
+    });
+    let err = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stderr, &mut buf);
+        buf
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{command:?} did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+/// Runs skopeo (no signature policy, no TLS to our plain-HTTP registries) and returns its
+/// output; panics with skopeo's stderr when it fails and `expect_success` is set.
+pub fn skopeo(args: &[&str], expect_success: bool) -> Output {
+    let mut command = Command::new("skopeo");
+    command.arg("--insecure-policy").args(args);
+    let output = run_with_timeout(command, Duration::from_secs(60));
+    if expect_success {
+        assert!(
+            output.status.success(),
+            "skopeo {args:?} failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    output
+}
+
+/// `skopeo copy` between two transports, plain HTTP on both registry sides.
+pub fn skopeo_copy(from: &str, to: &str, extra: &[&str]) {
+    let mut args = vec![
+        "copy",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        "--retry-times",
+        "0",
+        // Fail rather than silently convert: every digest must survive the trip.
+        "--preserve-digests",
+    ];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[from, to]);
+    skopeo(&args, true);
+}
