@@ -427,3 +427,128 @@ fn a_layer_that_is_a_manifest_is_a_manifest_reference() {
         ]
     );
 }
+
+#[test]
+fn keys_that_go_would_fold_onto_a_field_are_refused() {
+    let index_field_in_manifest = with(oci_manifest(), "/Manifests", json!([]));
+    let long_s = with(oci_manifest(), "/manifeſts", json!([]));
+    let shouted = with(oci_manifest(), "/MEDIATYPE", json!(OCI_INDEX));
+    let in_descriptor = with(oci_manifest(), "/layers/0/Digest", json!(EMPTY));
+    let in_platform = with(
+        oci_index(),
+        "/manifests/0/platform",
+        json!({"architecture": "amd64", "os": "linux", "OS": "windows"}),
+    );
+    for (doc, key) in [
+        (index_field_in_manifest, "Manifests"),
+        (long_s, "manifeſts"),
+        (shouted, "MEDIATYPE"),
+        (in_descriptor, "Digest"),
+        (in_platform, "OS"),
+    ] {
+        match parse_value(None, &doc) {
+            Err(ManifestError::CaseVariantKey { key: found, .. }) => assert_eq!(found, key),
+            other => panic!("{key}: {other:?}"),
+        }
+    }
+    // Annotation keys are data, not fields: any spelling is fine there.
+    let annotated = with(oci_manifest(), "/annotations", json!({"MediaType": "x"}));
+    assert!(parse_value(None, &annotated).is_ok());
+}
+
+#[test]
+fn every_checked_field_name_is_a_real_field() {
+    // A wrong-typed value (an array of numbers fits none of them) must be a type error, which
+    // shows serde knows the field; a misspelt list entry would be skipped as unknown instead.
+    let document = [
+        "schemaVersion",
+        "mediaType",
+        "artifactType",
+        "config",
+        "layers",
+        "manifests",
+        "subject",
+        "annotations",
+    ];
+    for field in document {
+        let doc = with(oci_manifest(), &format!("/{field}"), json!([[1]]));
+        let err = parse_value(None, &doc).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ManifestError::InvalidJson {
+                    kind: JsonProblem::WrongType,
+                    ..
+                }
+            ),
+            "{field}: {err:?}"
+        );
+    }
+    let descriptor_fields = [
+        "mediaType",
+        "digest",
+        "size",
+        "urls",
+        "annotations",
+        "artifactType",
+        "platform",
+    ];
+    for field in descriptor_fields {
+        let doc = with(oci_manifest(), &format!("/config/{field}"), json!([[1]]));
+        let err = parse_value(None, &doc).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ManifestError::InvalidJson {
+                    kind: JsonProblem::WrongType,
+                    ..
+                }
+            ),
+            "config.{field}: {err:?}"
+        );
+    }
+    for field in [
+        "architecture",
+        "os",
+        "os.version",
+        "os.features",
+        "variant",
+        "features",
+    ] {
+        let platform = with(
+            json!({"architecture": "a", "os": "b"}),
+            &format!("/{field}"),
+            json!([[1]]),
+        );
+        let doc = with(oci_index(), "/manifests/0/platform", platform);
+        let err = parse_value(None, &doc).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ManifestError::InvalidJson {
+                    kind: JsonProblem::WrongType,
+                    ..
+                }
+            ),
+            "platform.{field}: {err:?}"
+        );
+    }
+}
+
+#[test]
+fn escaped_keys_are_read_and_checked_like_plain_ones() {
+    // `\u006d` is `m`: an escaped but exact key is the field itself.
+    let body = format!(
+        r#"{{"schemaVersion":2,"\u006danifests":[{{"mediaType":"{OCI_MANIFEST}","size":2,"digest":"{EMPTY}"}}]}}"#
+    );
+    let parsed = Manifest::parse(None, body.as_bytes()).unwrap();
+    assert_eq!(parsed.manifests().len(), 1);
+    // `\u004d` is `M`: the escaped case variant is refused like the plain one.
+    let body = format!(
+        r#"{{"schemaVersion":2,"config":{{"mediaType":"a/b","size":2,"digest":"{EMPTY}"}},"\u004danifests":[]}}"#
+    );
+    assert!(matches!(
+        Manifest::parse(None, body.as_bytes()),
+        Err(ManifestError::CaseVariantKey { .. })
+    ));
+}

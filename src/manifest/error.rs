@@ -46,6 +46,17 @@ pub enum ManifestError {
         /// 1-based column.
         column: usize,
     },
+    /// A key that Go's case-insensitive field matching would take for a known field (e.g.
+    /// `"Manifests"`): refused so that no reader sees a field this parser did not.
+    #[error("key {key:?} at line {line}, column {column} differs from a field only in case")]
+    CaseVariantKey {
+        /// The key as written (clipped).
+        key: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+    },
     /// The `Content-Type` (or the body's `mediaType`, when no type was sent) names no manifest
     /// kind layerstore stores.
     #[error("unsupported manifest media type {0:?}")]

@@ -12,6 +12,7 @@
 //! | `media_type` | media type constants, the [`MediaType`] kinds, the RFC 6838 grammar |
 //! | `error` | [`ManifestError`] and its parts |
 //! | `raw` | the serde shape of the JSON (private) |
+//! | `object` | objects only, no case-variant keys: closing gaps between serde and Go (private) |
 //! | `descriptor` | validated [`Descriptor`]s and [`Platform`]s |
 //! | `parse` | [`Manifest::parse`], [`MAX_MANIFEST_SIZE`] |
 //! | `parsed` | [`ParsedManifest`] accessors and [`Reference`]s |
@@ -23,6 +24,7 @@ mod accept;
 mod descriptor;
 mod error;
 pub mod media_type;
+mod object;
 mod pagination;
 mod parse;
 mod parsed;

@@ -8,6 +8,7 @@
 use super::descriptor::Descriptor;
 use super::error::{clip, DescriptorIndex, JsonProblem, ManifestError};
 use super::media_type::{essence, is_valid_media_type, MediaType, JSON};
+use super::object::CASE_VARIANT_PREFIX;
 use super::parsed::{Content, ParsedManifest};
 use super::raw::{Object, RawDescriptor, RawDocument, DUPLICATE_PREFIX};
 use crate::digest::Digest;
@@ -197,6 +198,14 @@ fn json_error(error: serde_json::Error) -> ManifestError {
     if let Some(rest) = detail.strip_prefix(DUPLICATE_PREFIX) {
         let key = rest.strip_suffix('`').unwrap_or(rest);
         return ManifestError::DuplicateKey {
+            key: clip(key),
+            line,
+            column,
+        };
+    }
+    if let Some(rest) = detail.strip_prefix(CASE_VARIANT_PREFIX) {
+        let key = rest.strip_suffix('`').unwrap_or(rest);
+        return ManifestError::CaseVariantKey {
             key: clip(key),
             line,
             column,

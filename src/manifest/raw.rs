@@ -7,15 +7,15 @@
 //! most four levels deep). Known fields repeated in one object are a serde "duplicate field"
 //! error; annotation maps get the same treatment here.
 //!
-//! Every struct is read through [`Object`], because serde's derived structs also accept a JSON
-//! *array* of field values in declaration order - a form no other manifest parser accepts.
+//! Every struct is read through [`Object`] (see `object.rs`): objects only, and no key that Go
+//! would take for one of the struct's fields unless it is spelled exactly like it.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-use std::marker::PhantomData;
+use super::object::KnownFields;
+pub(crate) use super::object::Object;
 
-use serde::de::value::MapAccessDeserializer;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
@@ -94,26 +94,38 @@ impl<'de> Visitor<'de> for AnnotationsVisitor {
     }
 }
 
-/// A struct that may only be written as a JSON object (see the module docs).
-#[derive(Debug)]
-pub(crate) struct Object<T>(pub T);
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(ObjectVisitor(PhantomData))
-    }
+impl KnownFields for RawDocument {
+    const FIELDS: &'static [&'static str] = &[
+        "schemaVersion",
+        "mediaType",
+        "artifactType",
+        "config",
+        "layers",
+        "manifests",
+        "subject",
+        "annotations",
+    ];
 }
 
-struct ObjectVisitor<T>(PhantomData<T>);
+impl KnownFields for RawDescriptor {
+    const FIELDS: &'static [&'static str] = &[
+        "mediaType",
+        "digest",
+        "size",
+        "urls",
+        "annotations",
+        "artifactType",
+        "platform",
+    ];
+}
 
-impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
-    type Value = Object<T>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Object<T>, A::Error> {
-        T::deserialize(MapAccessDeserializer::new(map)).map(Object)
-    }
+impl KnownFields for RawPlatform {
+    const FIELDS: &'static [&'static str] = &[
+        "architecture",
+        "os",
+        "os.version",
+        "os.features",
+        "variant",
+        "features",
+    ];
 }
