@@ -396,6 +396,36 @@ fn gzip_member(payload: &[u8], level: i32) -> Vec<u8> {
     out
 }
 
+/// `bench` resolution of a server's `Location` (input: `request path \n location`): never
+/// panics; a resolved location is an absolute path (and query) without dot segments.
+pub fn bench_location(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let (request_path, location) = text
+        .split_once('\n')
+        .unwrap_or(("/v2/r/blobs/uploads/", text));
+    if let Some(resolved) =
+        crate::bench::client::resolve_location("127.0.0.1:5000", request_path, location)
+    {
+        assert!(resolved.starts_with('/'), "{resolved:?} is absolute");
+        let path = resolved.split('?').next().unwrap_or_default();
+        assert!(
+            path.split('/')
+                .all(|segment| segment != "." && segment != ".."),
+            "{resolved:?} has no dot segments"
+        );
+        assert!(resolved.parse::<hyper::http::uri::PathAndQuery>().is_ok());
+    }
+}
+
+/// `bench` parsing of `/proc/PID/stat` and `/proc/PID/status` text: never panics.
+pub fn bench_proc_text(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let _ = crate::bench::process::parse_stat_cpu_ticks(&text);
+    let _ = crate::bench::process::parse_status_kib(&text, "VmHWM:");
+}
+
 #[cfg(test)]
 mod tarsum_fuzz_tests {
     use super::gzip_member;
@@ -434,34 +464,4 @@ mod tarsum_fuzz_tests {
         assert_eq!(stream.finish().unwrap(), plain.finish().unwrap());
         assert!(furthest > 0, "no checkpoint inside the deflate stream");
     }
-}
-
-/// `bench` resolution of a server's `Location` (input: `request path \n location`): never
-/// panics; a resolved location is an absolute path (and query) without dot segments.
-pub fn bench_location(data: &[u8]) {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    let (request_path, location) = text
-        .split_once('\n')
-        .unwrap_or(("/v2/r/blobs/uploads/", text));
-    if let Some(resolved) =
-        crate::bench::client::resolve_location("127.0.0.1:5000", request_path, location)
-    {
-        assert!(resolved.starts_with('/'), "{resolved:?} is absolute");
-        let path = resolved.split('?').next().unwrap_or_default();
-        assert!(
-            path.split('/')
-                .all(|segment| segment != "." && segment != ".."),
-            "{resolved:?} has no dot segments"
-        );
-        assert!(resolved.parse::<hyper::http::uri::PathAndQuery>().is_ok());
-    }
-}
-
-/// `bench` parsing of `/proc/PID/stat` and `/proc/PID/status` text: never panics.
-pub fn bench_proc_text(data: &[u8]) {
-    let text = String::from_utf8_lossy(data);
-    let _ = crate::bench::process::parse_stat_cpu_ticks(&text);
-    let _ = crate::bench::process::parse_status_kib(&text, "VmHWM:");
 }
