@@ -31,6 +31,15 @@ fn tarsum_of(data: &[u8], version: TarsumVersion) -> Digest {
     stream.finish().unwrap()
 }
 
+/// A store over `root`, computing TarSum `option` beside SHA-256 when given.
+fn store_on(root: &std::path::Path, option: Option<TarsumVersion>) -> Store {
+    let store = Store::filesystem(root);
+    match option {
+        Some(version) => store.with_tarsum(version),
+        None => store,
+    }
+}
+
 fn repo() -> RepositoryName {
     "tars/layer".parse().unwrap()
 }
@@ -69,13 +78,7 @@ fn tarsum_claims_verify_with_and_without_the_option() {
             let claimed = tarsum_of(&data, version);
             for option in [None, Some(TarsumVersion::V1)] {
                 let dir = tempfile::tempdir().unwrap();
-                let make = || {
-                    let store = Store::filesystem(dir.path());
-                    match option {
-                        Some(v) => store.with_tarsum(v),
-                        None => store,
-                    }
-                };
+                let make = || store_on(dir.path(), option);
                 let canonical = upload_with_restarts(make, &data, &claimed).unwrap();
                 assert_eq!(canonical, Digest::sha256(&data));
                 // The blob is reachable by its TarSum digest (an alias link, as for sha512).
@@ -95,13 +98,7 @@ fn a_wrong_tarsum_claim_is_rejected_and_publishes_nothing() {
         Digest::from_bytes(tarsum_of(&data, TarsumVersion::V1).algorithm(), &wrong).unwrap();
     for option in [None, Some(TarsumVersion::V1)] {
         let dir = tempfile::tempdir().unwrap();
-        let make = || {
-            let store = Store::filesystem(dir.path());
-            match option {
-                Some(v) => store.with_tarsum(v),
-                None => store,
-            }
-        };
+        let make = || store_on(dir.path(), option);
         let err = upload_with_restarts(make, &data, &wrong).unwrap_err();
         assert!(matches!(err, StoreError::DigestInvalid { .. }), "{err:?}");
         assert!(make().stat_blob(&repo(), &Digest::sha256(&data)).is_err());

@@ -11,7 +11,7 @@ use hyper::header::{
 };
 use hyper::{Method, Request, Response, StatusCode};
 
-use super::common::{blocking, etag_matches, header_str, header_value, status_only};
+use super::common::{accepted, blocking, etag_matches, header_str, header_value, status_only};
 use crate::digest::Digest;
 use crate::http::app::AppState;
 use crate::http::body::{self, Body};
@@ -72,11 +72,7 @@ pub async fn delete(
     }
     let store = state.store.clone();
     blocking(move || store.unlink_blob(&name, &digest)).await?;
-    let mut response = status_only(StatusCode::ACCEPTED);
-    response
-        .headers_mut()
-        .insert(CONTENT_LENGTH, HeaderValue::from(0));
-    Ok(response)
+    Ok(accepted())
 }
 
 async fn whole(blob: BlobBody, head: bool) -> Result<Response<Body>, ApiError> {

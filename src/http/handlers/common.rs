@@ -49,3 +49,12 @@ pub fn status_only(status: StatusCode) -> Response<Body> {
 pub fn header_value(text: String) -> HeaderValue {
     HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
+
+/// 202 with an empty body, the answer to an accepted DELETE.
+pub fn accepted() -> Response<Body> {
+    let mut response = status_only(StatusCode::ACCEPTED);
+    response
+        .headers_mut()
+        .insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(0));
+    response
+}

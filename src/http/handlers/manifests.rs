@@ -15,7 +15,7 @@ use hyper::header::{
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::blobs::DOCKER_CONTENT_DIGEST;
-use super::common::{blocking, etag_matches, header_str, header_value, status_only};
+use super::common::{accepted, blocking, etag_matches, header_str, header_value, status_only};
 use crate::http::app::AppState;
 use crate::http::body::{self, Body};
 use crate::http::error::ApiError;
@@ -134,11 +134,7 @@ pub async fn delete(
         Reference::Tag(tag) => store.delete_tag(&name, tag),
     })
     .await?;
-    let mut response = status_only(StatusCode::ACCEPTED);
-    response
-        .headers_mut()
-        .insert(CONTENT_LENGTH, HeaderValue::from(0));
-    Ok(response)
+    Ok(accepted())
 }
 
 /// `?tag=a&tag=b` on a PUT by digest (OCI distribution-spec 1.1.1).
