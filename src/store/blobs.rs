@@ -81,6 +81,16 @@ impl Store {
         repo: Option<&RepositoryName>,
         digest: &Digest,
     ) -> Result<(BlobInfo, BlobBody), StoreError> {
+        if let Some(repo) = repo {
+            let canonical = self.resolve(repo, digest)?;
+            if let Some(map) = self.maps.get(&canonical) {
+                let info = BlobInfo {
+                    digest: canonical,
+                    size: map.len() as u64,
+                };
+                return Ok((info, BlobBody::Mapped(map)));
+            }
+        }
         let info = match repo {
             Some(repo) => self.stat_blob(repo, digest)?,
             None => self.stat_global(digest)?,
@@ -94,7 +104,13 @@ impl Store {
             e => e.into(),
         };
         let body = match self.driver.map(&path) {
-            Some(map) => BlobBody::Mapped(Arc::new(map.map_err(unknown)?)),
+            Some(map) => {
+                let map = Arc::new(map.map_err(unknown)?);
+                if !map.is_empty() {
+                    self.maps.insert(&info.digest, Arc::clone(&map));
+                }
+                BlobBody::Mapped(map)
+            }
             None => BlobBody::Stream {
                 driver: Arc::clone(&self.driver),
                 path,

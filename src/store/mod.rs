@@ -47,6 +47,7 @@ mod error;
 pub mod fsck;
 mod listing;
 pub mod manifests;
+mod map_cache;
 pub mod purge;
 pub mod rfc3339;
 mod session;
@@ -78,6 +79,8 @@ pub struct Store {
     open_uploads: Arc<Mutex<HashSet<(RepositoryName, UploadId)>>>,
     /// Compute this TarSum beside SHA-256 in uploads ([`Store::with_tarsum`]).
     tarsum: Option<crate::digest::TarsumVersion>,
+    /// Memory maps of recently read blobs.
+    maps: map_cache::MapCache,
 }
 
 impl Store {
@@ -87,6 +90,7 @@ impl Store {
             driver,
             open_uploads: Arc::default(),
             tarsum: None,
+            maps: map_cache::MapCache::default(),
         }
     }
 
