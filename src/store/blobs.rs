@@ -68,8 +68,14 @@ impl Store {
         digest: &Digest,
     ) -> Result<BlobInfo, StoreError> {
         let canonical = self.resolve(repo, digest)?;
-        self.stat_global(&canonical).map_err(|e| match e {
-            StoreError::BlobUnknown(_) => StoreError::BlobUnknown(digest.clone()),
+        self.stat_canonical(&canonical, digest)
+    }
+
+    /// [`Store::stat_global`] of a link's target, reporting a missing target under the digest
+    /// the caller asked for.
+    fn stat_canonical(&self, canonical: &Digest, asked: &Digest) -> Result<BlobInfo, StoreError> {
+        self.stat_global(canonical).map_err(|e| match e {
+            StoreError::BlobUnknown(_) => StoreError::BlobUnknown(asked.clone()),
             e => e,
         })
     }
@@ -81,20 +87,19 @@ impl Store {
         repo: Option<&RepositoryName>,
         digest: &Digest,
     ) -> Result<(BlobInfo, BlobBody), StoreError> {
-        if let Some(repo) = repo {
-            let canonical = self.resolve(repo, digest)?;
-            if let Some(map) = self.maps.get(&canonical) {
-                let info = BlobInfo {
-                    digest: canonical,
-                    size: map.len() as u64,
-                };
-                return Ok((info, BlobBody::Mapped(map)));
-            }
-        }
-        let info = match repo {
-            Some(repo) => self.stat_blob(repo, digest)?,
-            None => self.stat_global(digest)?,
+        // The link is read once: its target serves both the map cache and the stat.
+        let canonical = match repo {
+            Some(repo) => self.resolve(repo, digest)?,
+            None => digest.clone(),
         };
+        if let Some(map) = self.maps.get(&canonical) {
+            let info = BlobInfo {
+                digest: canonical,
+                size: map.len() as u64,
+            };
+            return Ok((info, BlobBody::Mapped(map)));
+        }
+        let info = self.stat_canonical(&canonical, digest)?;
         let path = PathSpec::BlobData {
             digest: &info.digest,
         }
