@@ -224,6 +224,38 @@ fn failed_link_write_at_commit_is_retried_to_success() {
     assert_fsck_clean(&f.server);
 }
 
+/// A session that never saved a hash state commits without one (it spares fsyncs). If that
+/// commit dies after publishing the bytes, the session reads as empty, and a client that
+/// starts again from offset 0 ends on the published blob.
+#[test]
+fn failed_link_write_in_a_one_request_upload_restarts_from_zero() {
+    let f = start();
+    let data = content(70_000, 8);
+    let location = start_session(&f.server, "r");
+    f.driver.arm(Op::PutContent, "/_layers/", Fault::Io);
+    let reply = f
+        .server
+        .request("PUT", &put_url(&location, &data), &[], &data);
+    assert_json_error(&reply, 500, "UNKNOWN");
+    f.driver.heal();
+    let (stored, location) = offset(&f.server, &location);
+    assert_eq!(stored, 0, "the moved bytes are not counted twice");
+    let reply = f
+        .server
+        .request("PUT", &put_url(&location, &data), &[], &data);
+    assert_eq!(
+        reply.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(
+        f.server.get(&format!("/v2/r/blobs/{}", sha256(&data))).body,
+        data
+    );
+    assert_fsck_clean(&f.server);
+}
+
 #[test]
 fn failed_fsync_is_an_error_and_the_upload_survives() {
     let f = start();

@@ -58,8 +58,9 @@ pub struct Upload {
 }
 
 impl Store {
-    /// Starts an upload in `repo`: writes `startedat` (first, so a half-created session is still
-    /// purgeable), an empty `data`, and the offset-0 hash state, as distribution's POST does.
+    /// Starts an upload in `repo`: writes `startedat` and nothing else. `data` is created by the
+    /// first append and hash states by the first checkpoint (a session without them is at
+    /// offset 0, for distribution too), which spares a one-request upload four fsyncs.
     pub fn create_upload(&self, repo: &RepositoryName) -> Result<Upload, StoreError> {
         let id = UploadId::generate().map_err(StoreError::Random)?;
         let claim = self.claim_upload(repo, &id)?;
@@ -67,9 +68,7 @@ impl Store {
         let started = PathSpec::UploadStartedAt { repo, id: &id }.to_path()?;
         self.driver
             .put_content(&started, rfc3339::format(started_at).as_bytes())?;
-        let data = PathSpec::UploadData { repo, id: &id }.to_path()?;
-        self.driver.writer(&data, false)?.commit()?;
-        let mut upload = Upload {
+        Ok(Upload {
             driver: Arc::clone(&self.driver),
             repo: repo.clone(),
             id,
@@ -79,9 +78,7 @@ impl Store {
             broken: false,
             tarsum: self.tarsum.map(UploadTarsum::new),
             _claim: claim,
-        };
-        upload.save_state()?;
-        Ok(upload)
+        })
     }
 
     /// Reopens an upload session, possibly written by another process or by distribution.
@@ -215,47 +212,65 @@ impl Upload {
         self.hasher.len()
     }
 
-    /// Appends `bytes`: written to `data`, then hashed (in parallel for large chunks).
+    /// Appends `bytes`: written to `data` and hashed (in parallel for large chunks).
     pub fn append(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        self.append_pieces(&[bytes])
+    }
+
+    /// Appends `pieces` in order, as one batch: the writes (one after the other) and the hashing
+    /// run on two threads when the batch holds at least [`PARALLEL_MIN`] bytes. Receivers
+    /// gather the small frames of a request body into such batches, so writing the page cache
+    /// and hashing overlap without copying the frames together.
+    pub fn append_pieces<B: AsRef<[u8]> + Sync>(&mut self, pieces: &[B]) -> Result<(), StoreError> {
         if self.broken {
             return Err(StoreError::BlobUploadInterrupted(self.id.clone()));
         }
-        let expected = self.offset();
-        let writer = match &mut self.writer {
-            Some(w) => w,
-            None => {
-                let w = self.driver.writer(&self.data_path()?, true)?;
-                if w.size() != expected {
-                    return Err(StoreError::UploadConflict {
-                        expected,
-                        found: w.size(),
-                    });
-                }
-                self.writer.insert(w)
-            }
-        };
+        let mut writer = self.take_writer()?;
         let hasher = &mut self.hasher;
         let tarsum = &mut self.tarsum;
         let mut hash = move || {
-            hasher.update(bytes);
-            if let Some(tarsum) = tarsum {
-                tarsum.update(bytes);
+            for piece in pieces {
+                hasher.update(piece.as_ref());
+                if let Some(tarsum) = tarsum.as_mut() {
+                    tarsum.update(piece.as_ref());
+                }
             }
         };
-        let written = if bytes.len() >= PARALLEL_MIN {
-            rayon::join(|| writer.write_all(bytes), hash).0
+        let mut write = || pieces.iter().try_for_each(|p| writer.write_all(p.as_ref()));
+        let total: usize = pieces.iter().map(|p| p.as_ref().len()).sum();
+        let written = if total >= PARALLEL_MIN {
+            rayon::join(write, hash).0
         } else {
-            writer.write_all(bytes).map(|()| hash())
+            write().map(|()| hash())
         };
+        if written.is_ok() {
+            self.writer = Some(writer);
+        }
         written.map_err(|e| {
             self.broken = true;
-            self.writer = None;
             StoreError::Storage(StorageError::Io {
                 op: "write",
                 path: self.data_path().unwrap_or_else(|_| DriverPath::root()),
                 source: e,
             })
         })
+    }
+
+    /// The open writer of `data` (opened at the hashed offset on first use), taken out of
+    /// `self` while a batch is written; a successful write puts it back.
+    fn take_writer(&mut self) -> Result<Box<dyn FileWriter>, StoreError> {
+        if let Some(writer) = self.writer.take() {
+            return Ok(writer);
+        }
+        let writer = self.driver.writer(&self.data_path()?, true)?;
+        let expected = self.offset();
+        if writer.size() != expected {
+            return Err(StoreError::UploadConflict {
+                expected,
+                found: writer.size(),
+            });
+        }
+        Ok(writer)
     }
 
     /// Appends everything `reader` yields, [`CHUNK`] bytes at a time; returns the bytes read.
@@ -334,8 +349,13 @@ impl Upload {
                 actual: uploaded,
             });
         }
-        // 3. the final state, so a crash after the move can be recognised and finished.
-        self.save_state()?;
+        // 3. the final state, so a crash after the move can be recognised and finished. A
+        // session that never saved a state needs none: after such a crash it has neither
+        // `data` nor states, so it reads as empty and a client that starts again from offset 0
+        // (nothing of it was acknowledged) ends on the blob already published.
+        if !self.session().saved_offsets()?.is_empty() {
+            self.save_state()?;
+        }
         // 4. publish the bytes, 5. link them, 6. drop the session.
         self.publish(&canonical, uploaded)?;
         let store_link = |digest: &Digest| -> Result<(), StoreError> {

@@ -29,8 +29,13 @@ use crate::store::{rfc3339, StoreError, Upload};
 
 const DOCKER_UPLOAD_UUID: &str = "docker-upload-uuid";
 
-/// Frames in flight between the socket and the writer thread.
-const FRAMES_IN_FLIGHT: usize = 8;
+/// Frames in flight between the socket and the writer thread (hyper's frames are at most
+/// 64 KiB, the read buffer limit set in `server.rs`, so this bounds an upload's buffers at 2 MiB).
+const FRAMES_IN_FLIGHT: usize = 32;
+
+/// The writer thread takes up to this many bytes of waiting frames at once, so that writing
+/// and hashing a batch can run in parallel (see [`Upload::append_pieces`]).
+const BATCH_BYTES: usize = 1 << 20;
 
 /// `POST /v2/<name>/blobs/uploads/`.
 pub async fn start(
@@ -249,11 +254,20 @@ async fn receive(
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(FRAMES_IN_FLIGHT);
     let writer = tokio::task::spawn_blocking(move || {
         let mut result = Ok(());
-        while let Some(bytes) = rx.blocking_recv() {
-            if let Err(e) = upload.append(&bytes) {
+        let mut batch = Vec::with_capacity(FRAMES_IN_FLIGHT);
+        while let Some(first) = rx.blocking_recv() {
+            let mut size = first.len();
+            batch.push(first);
+            while size < BATCH_BYTES {
+                let Ok(next) = rx.try_recv() else { break };
+                size += next.len();
+                batch.push(next);
+            }
+            if let Err(e) = upload.append_pieces(&batch) {
                 result = Err(e);
                 break;
             }
+            batch.clear();
         }
         (upload, result)
     });
