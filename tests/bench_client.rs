@@ -11,7 +11,7 @@ use bytes::Bytes;
 use common::TestServer;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, HOST, LOCATION};
+use hyper::header::{HeaderValue, HOST, LOCATION, RANGE};
 use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
 use layerstore::bench::{self, BenchOptions, BenchReport, Outcome, Scenario};
@@ -57,7 +57,7 @@ fn every_scenario_passes_against_layerstore() {
     options.server_pid = Some(std::process::id()); // the server runs in this process
     let report = run(options);
     assert!(report.passed(), "{}", report.to_table());
-    assert_eq!(report.scenarios.len(), 5);
+    assert_eq!(report.scenarios.len(), 6);
     for scenario in Scenario::ALL {
         let Outcome::Passed(metrics) = outcome(&report, scenario) else {
             panic!("{scenario:?} did not pass");
@@ -66,8 +66,18 @@ fn every_scenario_passes_against_layerstore() {
             metrics.operations > 0 && metrics.bytes > 0,
             "{scenario:?}: {metrics:?}"
         );
-        assert!(metrics.server.is_some());
+        // The resume scenario's untimed setup would swamp the server's figures: none taken.
+        assert_eq!(
+            metrics.server.is_some(),
+            scenario != Scenario::PushResume,
+            "{scenario:?}"
+        );
     }
+    let Outcome::Passed(resume) = outcome(&report, Scenario::PushResume) else {
+        unreachable!()
+    };
+    assert_eq!((resume.operations, resume.bytes), (20, 20 * 4096));
+    assert!(resume.latency.is_some());
     let Outcome::Passed(chunked) = outcome(&report, Scenario::PushChunked) else {
         unreachable!()
     };
@@ -80,6 +90,7 @@ fn every_scenario_passes_against_layerstore() {
     assert!(repositories.join("large").is_dir());
     assert!(repositories.join("chunked").is_dir());
     assert!(repositories.join("small").is_dir());
+    assert!(repositories.join("resume").is_dir());
     // Two runs never push the same bytes.
     let again = run(tiny_options(server.addr));
     assert_ne!(again.seed, report.seed);
@@ -121,6 +132,36 @@ fn wrong_bytes_are_reported_as_failure() {
     match outcome(&report, Scenario::RangeGet) {
         Outcome::Failed { error } => assert!(error.contains("differ"), "{error}"),
         other => panic!("range-get: {other:?}"),
+    }
+}
+
+#[test]
+fn a_wrong_upload_status_fails_the_resume_scenario() {
+    let server = TestServer::start();
+    let proxy = Proxy::start(server.addr, Mode::ZeroUploadStatus);
+    let mut options = tiny_options(proxy.addr);
+    options.scenarios = vec![Scenario::PushResume, Scenario::PushChunked];
+    let report = run(options);
+    match outcome(&report, Scenario::PushResume) {
+        Outcome::Failed { error } => assert!(error.contains("range"), "{error}"),
+        other => panic!("push-resume: {other:?}"),
+    }
+    // The chunked push never asks for a status, so it passes through the same proxy.
+    assert!(matches!(
+        outcome(&report, Scenario::PushChunked),
+        Outcome::Passed(_)
+    ));
+}
+
+#[test]
+fn a_resume_needs_a_blob_larger_than_its_tail() {
+    let server = TestServer::start();
+    let mut options = tiny_options(server.addr);
+    options.blob_size = 80 * 1024;
+    options.scenarios = vec![Scenario::PushResume];
+    match outcome(&run(options), Scenario::PushResume) {
+        Outcome::Failed { error } => assert!(error.contains("80 KiB"), "{error}"),
+        other => panic!("push-resume: {other:?}"),
     }
 }
 
@@ -179,6 +220,8 @@ enum Mode {
     CorruptGets,
     /// Answers 500 to every PUT.
     RejectPuts,
+    /// Claims every upload status (`GET …/uploads/…`) holds one byte (`Range: 0-0`).
+    ZeroUploadStatus,
 }
 
 /// A one-request-per-upstream-connection HTTP proxy on 127.0.0.1 (test sizes are tiny, so it
@@ -249,6 +292,9 @@ async fn forward(
             if let Some(last) = body.last_mut() {
                 *last ^= 1;
             }
+        }
+        Mode::ZeroUploadStatus if method == Method::GET && parts.status == 204 => {
+            parts.headers.insert(RANGE, HeaderValue::from_static("0-0"));
         }
         Mode::AbsoluteLocations => {
             if let Some(location) = parts.headers.get(LOCATION) {

@@ -1,7 +1,8 @@
 //! `layerstore bench`: measure any OCI registry's blob throughput, verifying every answer.
 //!
 //! A run pushes one large blob monolithically and in chunks, pulls it back, hammers it with
-//! small random range GETs over many connections, and pushes many small blobs concurrently.
+//! small random range GETs over many connections, pushes many small blobs concurrently, and
+//! times resuming an upload that holds nearly the large blob's size (status + next PATCH).
 //! Every reply is checked (status, `Location`, `Range`, `Docker-Content-Digest`, lengths, the
 //! SHA-256 of a pull, the bytes of every range), so a fast wrong server fails instead of
 //! winning. Content comes from [`content::Content`], a seekable generator seeded randomly per
@@ -30,6 +31,7 @@ mod protocol;
 mod pull;
 mod range_get;
 pub mod report;
+mod resume;
 mod small_push;
 pub mod stats;
 mod workers;
@@ -56,16 +58,19 @@ pub enum Scenario {
     RangeGet,
     /// Many small monolithic pushes from concurrent workers.
     SmallPush,
+    /// Status + next PATCH of an upload holding nearly `blob_size` bytes.
+    PushResume,
 }
 
 impl Scenario {
     /// All scenarios, in the order a run performs them.
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 6] = [
         Scenario::PushMonolithic,
         Scenario::PushChunked,
         Scenario::Pull,
         Scenario::RangeGet,
         Scenario::SmallPush,
+        Scenario::PushResume,
     ];
 
     /// The name used in reports and on the command line.
@@ -76,6 +81,7 @@ impl Scenario {
             Scenario::Pull => "pull",
             Scenario::RangeGet => "range-get",
             Scenario::SmallPush => "small-push",
+            Scenario::PushResume => "push-resume",
         }
     }
 }
@@ -294,7 +300,20 @@ impl Run {
                 .await;
             reports.push(self.report(Scenario::SmallPush, outcome));
         }
+        if self.options.wants(Scenario::PushResume) {
+            let outcome = self.resume().await;
+            reports.push(self.report(Scenario::PushResume, outcome));
+        }
         reports
+    }
+
+    /// The resume scenario on a blob of its own (server CPU and RSS are not sampled: the
+    /// untimed setup would dominate them).
+    async fn resume(&self) -> Result<Metrics, BenchError> {
+        let blob = self.prepare_blob(4, "resume").await?;
+        let mut conn = Connection::new(Arc::clone(&self.target));
+        let bar = self.bar(blob.content.len(), "resume (setup)");
+        resume::run(&mut conn, &blob, self.options.chunk_size, bar).await
     }
 
     /// Prepares and pushes the large blob, timed when `push-monolithic` was asked for.

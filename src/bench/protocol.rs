@@ -64,6 +64,27 @@ pub async fn send_chunk(
     Ok(next)
 }
 
+/// `GET` on an upload: expects 204, a `Location`, and `Range: 0-END` where `END + 1` is
+/// `offset`, the number of bytes this client sent (so it must be at least 1).
+pub async fn upload_status(
+    conn: &mut Connection,
+    session: &Session,
+    offset: u64,
+) -> Result<Session, BenchError> {
+    const STEP: &str = "upload status (GET)";
+    let request = conn
+        .target()
+        .request(Method::GET, &session.location)
+        .body(client::empty())
+        .map_err(|source| BenchError::Request { step: STEP, source })?;
+    let response = conn.send(STEP, request).await?;
+    let next = next_session(conn, STEP, &session.location, &response, 204)?;
+    let end = offset.saturating_sub(1);
+    expect_header(STEP, &response, "range", &format!("0-{end}"))?;
+    client::read_body(STEP, response.into_body(), SMALL_REPLY_LIMIT).await?;
+    Ok(next)
+}
+
 /// `PUT LOCATION?digest=D` with `len` bytes of `body` (0 after chunks): expects 201 and, if the
 /// server sends it, `Docker-Content-Digest: D`.
 pub async fn complete_upload(

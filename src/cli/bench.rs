@@ -11,7 +11,8 @@ use layerstore::bench::{self, BenchOptions, Scenario};
 /// Measure any OCI registry's blob push/pull throughput and latency, verifying every answer.
 ///
 /// Pushes a large blob monolithically and in chunks, pulls it (SHA-256 checked), runs random
-/// range GETs over many connections (bytes checked) and concurrent small pushes. Content is
+/// range GETs over many connections (bytes checked), concurrent small pushes, and times the
+/// status + next PATCH of an upload holding nearly the large blob's size. Content is
 /// random per run, under a random `bench-SEED/` repository prefix. Exit status 1 if any answer
 /// was wrong.
 #[derive(Debug, Args)]
@@ -65,6 +66,7 @@ enum ScenarioArg {
     Pull,
     RangeGet,
     SmallPush,
+    PushResume,
 }
 
 impl From<ScenarioArg> for Scenario {
@@ -75,6 +77,7 @@ impl From<ScenarioArg> for Scenario {
             ScenarioArg::Pull => Scenario::Pull,
             ScenarioArg::RangeGet => Scenario::RangeGet,
             ScenarioArg::SmallPush => Scenario::SmallPush,
+            ScenarioArg::PushResume => Scenario::PushResume,
         }
     }
 }
