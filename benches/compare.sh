@@ -6,7 +6,9 @@
 #
 # Usage: benches/compare.sh [extra `layerstore bench` options, e.g. --blob-size 256M]
 # Environment: CARGO_TARGET_DIR (default: target), ROUNDS (default 1: runs per server,
-# alternating; the table reports the median of each figure), NO_DOCS=1 to only print.
+# alternating; the table reports the median of each figure), NO_DOCS=1 to only print,
+# COMPARE_DIR (default /tmp: where both storage roots go, e.g. /dev/shm for tmpfs), DD_MIB
+# (default 1024: size of the storage ceiling measurement, match it to --blob-size).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -18,7 +20,7 @@ bench_args=("$@")
 cargo build --release --quiet
 ls_bin=$target/release/layerstore
 
-work=$(mktemp -d /tmp/layerstore-compare.XXXXXX)
+work=$(mktemp -d "${COMPARE_DIR:-/tmp}/layerstore-compare.XXXXXX")
 pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -110,7 +112,7 @@ rows = []
 for name in ls:
     a, b = ls[name], dr.get(name, [])
     fails = [f"{srv}: {e.get('error') or e.get('reason')}" for srv, es in (("layerstore", a), ("distribution", b)) for e in es if e["status"] != "passed"]
-    if name in ("range-get", "small-push"):
+    if name in ("range-get", "small-push", "push-resume"):
         key, unit = ("operations_per_second",), "ops/s"
     else:
         key, unit = ("megabytes_per_second",), "MB/s"
@@ -140,10 +142,19 @@ PY
 )
 
 sha=$(openssl speed -seconds 2 -evp sha256 2>/dev/null | tail -1)
+# The storage's own ceiling for durable writes, on the filesystem holding both roots: one
+# fdatasync at the end (a monolithic push), and one per 16 MiB (a chunked push).
+dd_mib=${DD_MIB:-1024}
+dd_rate() { dd if=/dev/zero of="$work/dd" "$@" 2>&1 | tail -1 | sed 's/.*, //'; rm -f "$work/dd"; }
+dd_once=$(dd_rate bs=1M count="$dd_mib" conv=fdatasync)
+dd_chunks=$(dd_rate bs=16M count=$(( (dd_mib + 15) / 16 )) oflag=dsync)
 section="$section
 
 One-core SHA-256 limit (\`openssl speed -seconds 2 -evp sha256\`, bytes/s per block size 16 B … 16 KiB, in thousands):
-\`$sha\`"
+\`$sha\`
+
+Durable-write ceiling of the storage (\`dd\` of $dd_mib MiB beside the roots): one fdatasync at the end
+$dd_once; fdatasync every 16 MiB (\`oflag=dsync\`) $dd_chunks."
 
 echo "$section"
 if [ -z "${NO_DOCS:-}" ]; then

@@ -1,8 +1,15 @@
 //! Load: 64 concurrent clients on loopback push and pull blobs of mixed sizes for a while, many
 //! of them pushing and pulling the same blobs at once, with deletes racing reads. Every answer
-//! is checked: 0 errors, 0 corrupt reads. Afterwards the server's file descriptors and memory
-//! must be back near where they started. Memory means anonymous memory (heap, stacks): pages of
-//! blobs the server keeps mapped for reading are the kernel's page cache, reported separately.
+//! is checked: 0 errors, 0 corrupt reads (each pull is hashed and its length compared).
+//! Afterwards the server's file descriptors and memory must be back near where they started.
+//! Memory means anonymous memory (heap, stacks): pages of blobs the server keeps mapped for
+//! reading are the kernel's page cache, reported separately.
+//!
+//! Blobs stream from the bench's seekable generator and pulls are hashed as they arrive, so
+//! the clients hold no blob in memory and the sizes can go up to 256 MiB. The four shared
+//! "popular" blobs are the largest (`max`, `max/4`, `max/16`, `max/64`): many clients push
+//! and pull the same large blob at once, and the store holds one copy. Each client's own
+//! blobs, new bytes every time, go up to `max/8` so the disk is not filled.
 //!
 //! CI runs a short version. The long one:
 //! `LOAD_SECONDS=300 LOAD_MAX_SIZE=268435456 cargo test --release --test load -- --include-ignored --nocapture`.
@@ -13,14 +20,35 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use http_body_util::BodyExt;
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::Method;
+use layerstore::bench::client::{self, Connection, Target};
+use layerstore::bench::content::{derive_seed, Content};
+use layerstore::digest::{Digest, HashAlgorithm};
+use layerstore::hash::Hasher;
+
 use common::process::ServerProcess;
-use common::{sha256, try_request};
+use common::try_request;
 
 const CLIENTS: usize = 64;
 
-/// Shared blobs that every client pushes and pulls, to make them collide.
-struct Popular {
-    blobs: Vec<(Vec<u8>, String)>,
+/// A generated blob and its digest.
+struct Blob {
+    content: Content,
+    digest: Digest,
+}
+
+impl Blob {
+    fn new(seed: u64, len: u64) -> Self {
+        let content = Content::new(seed, len);
+        let digest = content.sha256();
+        Blob { content, digest }
+    }
+
+    fn len(&self) -> u64 {
+        self.content.len()
+    }
 }
 
 #[derive(Default)]
@@ -29,6 +57,14 @@ struct Counters {
     pulls: AtomicU64,
     deletes: AtomicU64,
     bytes: AtomicU64,
+    largest: AtomicU64,
+}
+
+impl Counters {
+    fn moved(&self, len: u64) {
+        self.bytes.fetch_add(len, Ordering::Relaxed);
+        self.largest.fetch_max(len, Ordering::Relaxed);
+    }
 }
 
 fn xorshift(state: &mut u64) -> u64 {
@@ -38,111 +74,157 @@ fn xorshift(state: &mut u64) -> u64 {
     *state
 }
 
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        out.extend_from_slice(&xorshift(&mut x).to_le_bytes());
-    }
-    out.truncate(len);
-    out
+/// Sizes from 1 KiB up to `max`, log-uniform: mostly small, like real layers.
+fn random_size(rng: &mut u64, max: u64) -> u64 {
+    let bits = (u64::BITS - max.leading_zeros()).saturating_sub(10).max(1);
+    let size = 1u64 << (10 + (xorshift(rng) % u64::from(bits)));
+    (size + xorshift(rng) % size).min(max)
 }
 
-/// Sizes from 1 KiB up to `max`, mostly small, like real layers.
-fn random_size(rng: &mut u64, max: usize) -> usize {
-    let exp = 10 + (xorshift(rng) % 64) as u32 % (usize::BITS - max.leading_zeros() - 10).max(1);
-    let size = 1usize << exp;
-    (size + (xorshift(rng) as usize % size)).min(max)
-}
-
-fn push(addr: std::net::SocketAddr, repo: &str, data: &[u8]) -> Result<(), String> {
-    let path = format!("/v2/{repo}/blobs/uploads/?digest={}", sha256(data));
-    let reply = try_request(addr, "POST", &path, &[], data)?;
-    (reply.status == 201)
+/// Single-request push (`POST ?digest=`) with the body streamed from the generator.
+async fn push(conn: &mut Connection, repo: &str, blob: &Blob) -> Result<(), String> {
+    let path = conn
+        .target()
+        .api_path(&format!("{repo}/blobs/uploads/?digest={}", blob.digest));
+    let request = conn
+        .target()
+        .request(Method::POST, &path)
+        .header(CONTENT_LENGTH, blob.len())
+        .header(CONTENT_TYPE, "application/octet-stream")
+        .body(blob.content.body(0, blob.len()).boxed())
+        .map_err(|e| e.to_string())?;
+    let response = conn
+        .send("push", request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    client::read_body("push", response.into_body(), 1 << 16)
+        .await
+        .map_err(|e| e.to_string())?;
+    (status == 201)
         .then_some(())
-        .ok_or(format!("push answered {}", reply.status))
+        .ok_or(format!("push of {} bytes answered {status}", blob.len()))
 }
 
-fn pull(
-    addr: std::net::SocketAddr,
+/// GET of the blob, hashed as it streams in: `Ok(false)` for an allowed 404.
+async fn pull(
+    conn: &mut Connection,
     repo: &str,
-    data: &[u8],
+    blob: &Blob,
     may_be_gone: bool,
 ) -> Result<bool, String> {
-    let reply = try_request(
-        addr,
-        "GET",
-        &format!("/v2/{repo}/blobs/{}", sha256(data)),
-        &[],
-        b"",
-    )?;
-    match reply.status.as_u16() {
-        200 if reply.body == data => Ok(true),
-        200 => Err(format!("corrupt read of {} bytes", data.len())),
+    let path = conn
+        .target()
+        .api_path(&format!("{repo}/blobs/{}", blob.digest));
+    let request = conn
+        .target()
+        .request(Method::GET, &path)
+        .body(client::empty())
+        .map_err(|e| e.to_string())?;
+    let response = conn
+        .send("pull", request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let mut body = response.into_body();
+    let mut hasher = Hasher::new(HashAlgorithm::Sha256);
+    let mut received = 0u64;
+    while let Some(frame) = client::next_frame("pull", &mut body)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        if let Ok(data) = frame.into_data() {
+            hasher.update(&data);
+            received += data.len() as u64;
+        }
+    }
+    match status {
+        200 if received == blob.len() && hasher.digest() == blob.digest => Ok(true),
+        200 => Err(format!(
+            "corrupt read: {received} of {} bytes, digest {}",
+            blob.len(),
+            hasher.digest()
+        )),
         404 if may_be_gone => Ok(false),
         other => Err(format!("pull answered {other}")),
     }
 }
 
-fn client(
+async fn delete(conn: &mut Connection, repo: &str, blob: &Blob) -> Result<(), String> {
+    let path = conn
+        .target()
+        .api_path(&format!("{repo}/blobs/{}", blob.digest));
+    let request = conn
+        .target()
+        .request(Method::DELETE, &path)
+        .body(client::empty())
+        .map_err(|e| e.to_string())?;
+    let response = conn
+        .send("delete", request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    client::read_body("delete", response.into_body(), 1 << 16)
+        .await
+        .map_err(|e| e.to_string())?;
+    match status {
+        202 | 404 => Ok(()),
+        other => Err(format!("delete answered {other}")),
+    }
+}
+
+async fn client(
     id: u64,
-    addr: std::net::SocketAddr,
-    popular: &Popular,
-    counters: &Counters,
-    stop: &AtomicBool,
-    max: usize,
+    target: Arc<Target>,
+    popular: Arc<Vec<Blob>>,
+    counters: Arc<Counters>,
+    stop: Arc<AtomicBool>,
+    max: u64,
 ) -> Result<(), String> {
     let mut rng = 0x9e37_79b9_7f4a_7c15 ^ (id + 1).wrapping_mul(0x2545_f491_4f6c_dd1d);
+    let mut conn = Connection::new(target);
     let own_repo = format!("load/c{id}");
+    let mut counter = 0;
     while !stop.load(Ordering::Relaxed) {
+        let shared = &popular[(xorshift(&mut rng) % popular.len() as u64) as usize];
         match xorshift(&mut rng) % 4 {
-            // A blob of its own: push, pull, verify.
+            // A blob of its own, new bytes: push, pull, verify.
             0 => {
-                let data = random_bytes(random_size(&mut rng, max), xorshift(&mut rng));
-                push(addr, &own_repo, &data)?;
-                pull(addr, &own_repo, &data, false)?;
-                counters
-                    .bytes
-                    .fetch_add(2 * data.len() as u64, Ordering::Relaxed);
+                counter += 1;
+                let size = random_size(&mut rng, (max / 8).max(1024));
+                let seed = derive_seed(id << 32 | counter, 7);
+                let blob = tokio::task::spawn_blocking(move || Blob::new(seed, size))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                push(&mut conn, &own_repo, &blob).await?;
+                pull(&mut conn, &own_repo, &blob, false).await?;
+                counters.moved(2 * blob.len());
                 counters.pushes.fetch_add(1, Ordering::Relaxed);
                 counters.pulls.fetch_add(1, Ordering::Relaxed);
             }
             // A popular blob: everyone pushes the same bytes into the same repository.
             1 => {
-                let (data, _) =
-                    &popular.blobs[(xorshift(&mut rng) % popular.blobs.len() as u64) as usize];
-                push(addr, "load/popular", data)?;
+                push(&mut conn, "load/popular", shared).await?;
+                counters.moved(shared.len());
                 counters.pushes.fetch_add(1, Ordering::Relaxed);
             }
             // Reads racing deletes in a shared repository: 200 with the right bytes, or 404.
             2 => {
-                let (data, _) =
-                    &popular.blobs[(xorshift(&mut rng) % popular.blobs.len() as u64) as usize];
-                pull(addr, "load/popular", data, true)?;
+                if pull(&mut conn, "load/popular", shared, true).await? {
+                    counters.moved(shared.len());
+                }
                 counters.pulls.fetch_add(1, Ordering::Relaxed);
             }
             _ => {
-                let (data, digest) =
-                    &popular.blobs[(xorshift(&mut rng) % popular.blobs.len() as u64) as usize];
-                let reply = try_request(
-                    addr,
-                    "DELETE",
-                    &format!("/v2/load/popular/blobs/{digest}"),
-                    &[],
-                    b"",
-                )?;
-                if reply.status != 202 && reply.status != 404 {
-                    return Err(format!("delete answered {}", reply.status));
-                }
+                delete(&mut conn, "load/popular", shared).await?;
                 counters.deletes.fetch_add(1, Ordering::Relaxed);
-                let _ = data;
             }
         }
     }
     Ok(())
 }
 
-fn run(seconds: u64, max: usize) {
+fn run(seconds: u64, max: u64) {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(dir.path());
     let addr = server.addr;
@@ -152,26 +234,32 @@ fn run(seconds: u64, max: usize) {
     );
     std::thread::sleep(Duration::from_millis(200));
     let (fds_before, rss_before) = (server.open_fds(), server.rss_anon_kib());
-    let popular = Arc::new(Popular {
-        blobs: (0..4u64)
-            .map(|i| {
-                let data = random_bytes((max / 4).max(1024) >> i, 1000 + i);
-                let digest = sha256(&data);
-                (data, digest)
-            })
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let target = runtime
+        .block_on(Target::resolve(&format!("http://{addr}")))
+        .unwrap();
+    let popular: Arc<Vec<Blob>> = Arc::new(
+        (0..4u64)
+            .map(|i| Blob::new(1000 + i, (max >> (2 * i)).max(1024)))
             .collect(),
-    });
+    );
     let counters = Arc::new(Counters::default());
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
-    let threads: Vec<_> = (0..CLIENTS as u64)
+    let tasks: Vec<_> = (0..CLIENTS as u64)
         .map(|id| {
-            let (popular, counters, stop) = (
+            runtime.spawn(client(
+                id,
+                Arc::clone(&target),
                 Arc::clone(&popular),
                 Arc::clone(&counters),
                 Arc::clone(&stop),
-            );
-            std::thread::spawn(move || client(id, addr, &popular, &counters, &stop, max))
+                max,
+            ))
         })
         .collect();
     let mut peak_rss = 0;
@@ -180,15 +268,35 @@ fn run(seconds: u64, max: usize) {
         peak_rss = peak_rss.max(server.rss_anon_kib());
     }
     stop.store(true, Ordering::Relaxed);
-    let errors: Vec<String> = threads
-        .into_iter()
-        .filter_map(|t| t.join().unwrap().err())
-        .collect();
+    let errors: Vec<String> = runtime.block_on(async {
+        let mut errors = Vec::new();
+        for task in tasks {
+            if let Err(e) = task.await.unwrap() {
+                errors.push(e);
+            }
+        }
+        errors
+    });
+    drop(runtime); // closes the clients' kept-alive connections
+                   // The server's idle blocking threads exit after tokio's 10 s keep-alive, and their memory
+                   // with them: give it that long to settle.
+    let idle = Instant::now();
+    let settled = |rss: u64| rss < rss_before + 64 * 1024;
+    while idle.elapsed() < Duration::from_secs(15) && !settled(server.rss_anon_kib()) {
+        std::thread::sleep(Duration::from_millis(500));
+        eprintln!(
+            "  {:.1} s idle: anonymous RSS {} KiB",
+            idle.elapsed().as_secs_f64(),
+            server.rss_anon_kib()
+        );
+    }
     std::thread::sleep(Duration::from_millis(500));
     let (fds_after, rss_after) = (server.open_fds(), server.rss_anon_kib());
     let mapped = server.rss_kib().saturating_sub(rss_after);
     eprintln!(
-        "load: {CLIENTS} clients, {seconds} s, max blob {max} B: {} pushes, {} pulls, {} deletes, {:.1} MiB moved, {} errors; fds {fds_before} -> {fds_after}; anonymous RSS {rss_before} KiB -> peak {peak_rss} KiB -> {rss_after} KiB (plus {mapped} KiB of mapped blob pages)",
+        "load: {CLIENTS} clients, {seconds} s (ran {:.0} s), max blob {max} B (largest moved {} B): {} pushes, {} pulls, {} deletes, {:.1} MiB moved, {} errors; fds {fds_before} -> {fds_after}; anonymous RSS {rss_before} KiB -> peak {peak_rss} KiB -> {rss_after} KiB (plus {mapped} KiB of mapped blob pages)",
+        started.elapsed().as_secs_f64(),
+        counters.largest.load(Ordering::Relaxed),
         counters.pushes.load(Ordering::Relaxed),
         counters.pulls.load(Ordering::Relaxed),
         counters.deletes.load(Ordering::Relaxed),

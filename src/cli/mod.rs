@@ -9,6 +9,7 @@ mod crash_worker;
 mod digest;
 mod fsck;
 mod get;
+mod heap;
 mod purge;
 mod put;
 mod serve;

@@ -73,7 +73,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
 
 fn serve(args: ServeArgs) -> Result<(), String> {
     init_logging();
-    keep_freed_heap_memory();
+    super::heap::tune_for_serving();
     let file = match &args.config {
         Some(path) => read_config(path)?,
         None => ConfigFile::default(),
@@ -178,22 +178,4 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = interrupt.await;
     tracing::info!("signal received");
-}
-
-/// Stops glibc's malloc from handing freed heap memory back to the kernel after every batch of
-/// request frames.
-///
-/// By default glibc trims an arena as soon as the free space at its top passes a threshold
-/// that the upload path crosses all the time (hyper's frames are allocated on the runtime's
-/// threads and freed on the writer thread), so every new buffer was faulted in and zeroed
-/// again: 10% of the server's CPU in `perf` during a 1 GiB push, and 18% less CPU per GiB
-/// without it (`docs/benchmarks.md`). Memory stays bounded by the buffers in flight; it is only
-/// kept for reuse instead of returned.
-fn keep_freed_heap_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator parameters; called before the runtime starts.
-    unsafe {
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-    }
 }

@@ -147,3 +147,19 @@ pub trait StorageDriver: Send + Sync + std::fmt::Debug {
         Ok(())
     }
 }
+
+/// Treats "not found" as success, for deleting or walking what may already be gone (another
+/// request, a purge or a crash got there first).
+///
+/// ```
+/// use layerstore::storage::{missing_is_ok, DriverPath, StorageError};
+///
+/// let gone = Err(StorageError::NotFound(DriverPath::parse("/a").unwrap()));
+/// assert!(missing_is_ok(gone).is_ok());
+/// ```
+pub fn missing_is_ok(result: Result<(), StorageError>) -> Result<(), StorageError> {
+    match result {
+        Err(StorageError::NotFound(_)) => Ok(()),
+        other => other,
+    }
+}

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::digest::Digest;
 use crate::names::RepositoryName;
-use crate::storage::paths::{encode_link, parse_link};
+use crate::storage::paths::parse_link;
 use crate::storage::{DriverPath, PathSpec, StorageError};
 
 use super::{BlobBody, Store, StoreError};
@@ -139,8 +139,7 @@ impl Store {
         canonical: &Digest,
     ) -> Result<(), StoreError> {
         let link = PathSpec::LayerLink { repo, digest }.to_path()?;
-        self.driver.put_content(&link, &encode_link(canonical))?;
-        Ok(())
+        super::write_link(&*self.driver, &link, canonical)
     }
 
     /// Removes `repo`'s link for `digest` (distribution's blob DELETE). The bytes stay until a

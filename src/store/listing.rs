@@ -5,7 +5,7 @@ use super::{Store, StoreError};
 use crate::digest::Digest;
 use crate::manifest::{catalog_order, referrers_tag, Manifest, ReferrerRecord};
 use crate::names::{Reference, RepositoryName, Tag};
-use crate::storage::{FileInfo, PathSpec, StorageError, WalkControl};
+use crate::storage::{missing_is_ok, FileInfo, PathSpec, StorageError, WalkControl};
 
 impl Store {
     /// The tags of `repo`, sorted. A repository that does not exist is
@@ -69,10 +69,7 @@ impl Store {
                 WalkControl::Continue
             })
         };
-        match self.driver.walk(&root, &mut visit) {
-            Ok(()) | Err(StorageError::NotFound(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
+        missing_is_ok(self.driver.walk(&root, &mut visit))?;
         found.sort_by(|a, b| catalog_order(a.as_str(), b.as_str()));
         Ok(found)
     }
@@ -103,10 +100,7 @@ impl Store {
             }
             Ok(WalkControl::Continue)
         };
-        match self.driver.walk(&dir, &mut visit) {
-            Ok(()) | Err(StorageError::NotFound(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
+        missing_is_ok(self.driver.walk(&dir, &mut visit))?;
         let mut records = Vec::with_capacity(paths.len());
         for path in paths {
             let bytes = match self.driver.get_content(&path) {

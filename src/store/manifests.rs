@@ -15,8 +15,7 @@ use crate::hash::Hasher;
 use crate::manifest::media_type::{DOCKER_SCHEMA1_SIGNED, OCI_INDEX, OCI_MANIFEST};
 use crate::manifest::{Manifest, ParsedManifest, ReferenceTarget, ReferrerRecord};
 use crate::names::{Reference, RepositoryName, Tag};
-use crate::storage::paths::encode_link;
-use crate::storage::{PathSpec, StorageError};
+use crate::storage::{missing_is_ok, PathSpec, StorageError};
 
 /// What a manifest PUT stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,10 +160,7 @@ impl Store {
         for name in [digest, &content.digest] {
             let link = PathSpec::ManifestRevisionLink { repo, digest: name }.to_path()?;
             if let Some(dir) = link.parent() {
-                match self.driver.delete(&dir) {
-                    Ok(()) | Err(StorageError::NotFound(_)) => {}
-                    Err(e) => return Err(e.into()),
-                }
+                missing_is_ok(self.driver.delete(&dir))?;
             }
         }
         Ok(())
@@ -250,9 +246,7 @@ impl Store {
     }
 
     fn write_link(&self, spec: &PathSpec<'_>, target: &Digest) -> Result<(), StoreError> {
-        self.driver
-            .put_content(&spec.to_path()?, &encode_link(target))?;
-        Ok(())
+        super::write_link(&*self.driver, &spec.to_path()?, target)
     }
 }
 
@@ -278,10 +272,7 @@ fn check_claimed_digest(claimed: &Digest, actual: &Digest, bytes: &[u8]) -> Resu
 }
 
 fn delete_if_present(store: &Store, spec: &PathSpec<'_>) -> Result<(), StoreError> {
-    match store.driver.delete(&spec.to_path()?) {
-        Ok(()) | Err(StorageError::NotFound(_)) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    Ok(missing_is_ok(store.driver.delete(&spec.to_path()?))?)
 }
 
 /// The media type of stored manifest bytes, by distribution's rule on read: the body's

@@ -61,8 +61,10 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::digest::Digest;
 use crate::names::{RepositoryName, UploadId};
-use crate::storage::{FilesystemDriver, InMemoryDriver, StorageDriver};
+use crate::storage::paths::encode_link;
+use crate::storage::{DriverPath, FilesystemDriver, InMemoryDriver, StorageDriver};
 
 pub use blobs::BlobInfo;
 pub use body::{BlobBody, ByteRange};
@@ -138,4 +140,15 @@ impl Drop for UploadClaim {
     fn drop(&mut self) {
         self.set.lock().remove(&self.key);
     }
+}
+
+/// Writes a link file (a layer link, a manifest revision, a tag) naming `target`, atomically
+/// and durably (`put_content`): every link in the store is written here.
+fn write_link(
+    driver: &dyn StorageDriver,
+    path: &DriverPath,
+    target: &Digest,
+) -> Result<(), StoreError> {
+    driver.put_content(path, &encode_link(target))?;
+    Ok(())
 }

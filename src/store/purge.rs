@@ -9,7 +9,7 @@
 use std::time::{Duration, SystemTime};
 
 use crate::names::looks_like_uuid;
-use crate::storage::{DriverPath, PathSpec, StorageError, WalkControl};
+use crate::storage::{missing_is_ok, DriverPath, PathSpec, StorageError, WalkControl};
 
 use super::{rfc3339, Store, StoreError};
 
@@ -72,19 +72,13 @@ impl Store {
             }
             Ok(WalkControl::Continue)
         });
-        match walked {
-            Ok(()) | Err(StorageError::NotFound(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
+        missing_is_ok(walked)?;
         for dir in sessions {
             match self.session_start(&dir)? {
                 None => report.unreadable.push(dir),
                 Some(started) if started < cutoff => {
                     if !dry_run {
-                        match self.driver.delete(&dir) {
-                            Ok(()) | Err(StorageError::NotFound(_)) => {}
-                            Err(e) => return Err(e.into()),
-                        }
+                        missing_is_ok(self.driver.delete(&dir))?;
                     }
                     report.deleted.push(dir);
                 }

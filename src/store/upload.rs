@@ -17,7 +17,9 @@ use std::time::SystemTime;
 use crate::digest::{Algorithm, Digest, HashAlgorithm};
 use crate::hash::{Hasher, ResumableSha256};
 use crate::names::{RepositoryName, UploadId};
-use crate::storage::{DriverPath, FileWriter, PathSpec, StorageDriver, StorageError};
+use crate::storage::{
+    missing_is_ok, DriverPath, FileWriter, PathSpec, StorageDriver, StorageError,
+};
 
 use super::session::Session;
 use super::stream::{fill, hash_range};
@@ -358,15 +360,10 @@ impl Upload {
         }
         // 4. publish the bytes, 5. link them, 6. drop the session.
         self.publish(&canonical, uploaded)?;
-        let store_link = |digest: &Digest| -> Result<(), StoreError> {
-            let link = PathSpec::LayerLink {
-                repo: &self.repo,
-                digest,
-            }
-            .to_path()?;
-            self.driver
-                .put_content(&link, &crate::storage::paths::encode_link(&canonical))?;
-            Ok(())
+        let store_link = |digest: &Digest| {
+            let repo = &self.repo;
+            let link = PathSpec::LayerLink { repo, digest }.to_path()?;
+            super::write_link(&*self.driver, &link, &canonical)
         };
         store_link(&canonical)?;
         if *claimed != canonical {
@@ -463,10 +460,7 @@ impl Upload {
             .filter(|&o| o != offset)
         {
             let stale = self.states_dir()?.join(&stale.to_string())?;
-            match self.driver.delete(&stale) {
-                Ok(()) | Err(StorageError::NotFound(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
+            missing_is_ok(self.driver.delete(&stale))?;
         }
         Ok(())
     }
