@@ -8,7 +8,7 @@
 //!   crosses all the time: hyper's frames are allocated on the runtime's threads and freed on
 //!   the writer thread, so every new buffer was faulted in and zeroed again (10% of the
 //!   server's CPU in `perf` during a 1 GiB push: 58,000-99,000 page faults per push, now
-//!   6-431). Fixed thresholds of 4 MiB keep an upload's working set (32 frames of 64 KiB plus
+//!   6-431). Fixed thresholds of 4 MiB keep an upload's working set (16 frames of 64 KiB plus
 //!   a 1 MiB batch) for reuse.
 //! - **Holding on.** glibc only ever gives back the top of an arena, so after a burst of
 //!   concurrent uploads the free memory scattered inside the arenas stays resident: 140-180 MiB

@@ -30,8 +30,9 @@ use crate::store::{rfc3339, StoreError, Upload};
 const DOCKER_UPLOAD_UUID: &str = "docker-upload-uuid";
 
 /// Frames in flight between the socket and the writer thread (hyper's frames are at most
-/// 64 KiB, the read buffer limit set in `server.rs`, so this bounds an upload's buffers at 2 MiB).
-const FRAMES_IN_FLIGHT: usize = 32;
+/// 64 KiB, the read buffer limit set in `server.rs`, so this bounds an upload's buffers at 1 MiB,
+/// exactly one full batch: 32 frames measured the same throughput with 2 MiB more peak RSS).
+const FRAMES_IN_FLIGHT: usize = 16;
 
 /// The writer thread takes up to this many bytes of waiting frames at once, so that writing
 /// and hashing a batch can run in parallel (see [`Upload::append_pieces`]).
