@@ -127,14 +127,14 @@ impl Target {
 /// assert_eq!(resolve_location("h:1", at, "abc?t=1").as_deref(), Some("/v2/r/blobs/uploads/abc?t=1"));
 /// assert_eq!(resolve_location("h:1", at, "http://other/v2/").as_deref(), None);
 /// assert_eq!(resolve_location("h:1", at, "0/..#x/5/.").as_deref(), Some("/v2/r/blobs/uploads/"));
+/// assert_eq!(resolve_location("h:1", "/./.#/", "").as_deref(), Some("/"));
 /// ```
 pub fn resolve_location(authority: &str, request_path: &str, location: &str) -> Option<String> {
-    // A fragment is never sent and takes no part in resolving (RFC 3986, section 5.2.2); left
-    // in, it hid a `..` segment from `remove_dot_segments` (found by the `bench_location` fuzz
-    // target: `0/..#x/5/.` resolved to `/v2/r/blobs/uploads/0/..`).
-    let location = location
-        .split_once('#')
-        .map_or(location, |(before, _)| before);
+    // A fragment is never sent and takes no part in resolving (RFC 3986, sections 5.1 and
+    // 5.2.2); left in, it hid dot segments from `remove_dot_segments` (found by the
+    // `bench_location` fuzz target: `0/..#x/5/.` resolved to `/v2/r/blobs/uploads/0/..`, and a
+    // request path `/./.#/` to `/.`).
+    let (request_path, location) = (without_fragment(request_path), without_fragment(location));
     let resolved = if let Some(rest) = location
         .strip_prefix("http://")
         .or_else(|| location.strip_prefix("//"))
@@ -161,6 +161,10 @@ pub fn resolve_location(authority: &str, request_path: &str, location: &str) -> 
     };
     let checked: hyper::http::uri::PathAndQuery = joined.parse().ok()?;
     Some(checked.as_str().to_owned())
+}
+
+fn without_fragment(uri: &str) -> &str {
+    uri.split_once('#').map_or(uri, |(before, _)| before)
 }
 
 fn absolute_path(path: &str) -> String {
