@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, SystemTime};
 
 use layerstore::digest::Digest;
 use layerstore::names::RepositoryName;
@@ -127,11 +128,31 @@ fn put_get_fsck_purge() {
         .driver()
         .put_content(&started, b"2000-01-01T00:00:00Z")
         .unwrap();
+    // Temporary files of writers killed mid-write: a stale one goes, a fresh one (a writer
+    // still at work) stays.
+    let temp_dir = root.join(".layerstore-tmp");
+    std::fs::create_dir_all(&temp_dir).unwrap();
+    let stale = temp_dir.join(".layerstore-tmp-0000000000000001");
+    let fresh = temp_dir.join(".layerstore-tmp-0000000000000002");
+    std::fs::write(&stale, b"half a link").unwrap();
+    std::fs::write(&fresh, b"being written").unwrap();
+    let eight_days_ago = SystemTime::now() - Duration::from_secs(8 * 24 * 3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .unwrap()
+        .set_modified(eight_days_ago)
+        .unwrap();
     let out = run(&["purge-uploads", "--older-than", "7d"], &root, None);
     assert!(out.status.success());
     let stdout = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    assert!(
+        stdout.contains("deleted 1 stale temporary file(s)"),
+        "{stdout}"
+    );
     assert!(!root.join(started.relative()).exists());
+    assert!(!stale.exists() && fresh.exists());
     let out = run(&["purge-uploads", "--older-than", "7x"], &root, None);
     assert!(!out.status.success());
 }

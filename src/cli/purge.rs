@@ -11,7 +11,8 @@ use layerstore::store::Store;
 /// Delete upload sessions older than DURATION.
 ///
 /// Follows distribution's rule: only UUID-named sessions with a readable `startedat` are
-/// considered.
+/// considered. Temporary files older than DURATION under ROOT/.layerstore-tmp (left by a
+/// process killed while writing) are deleted too.
 #[derive(Debug, Args)]
 pub struct PurgeArgs {
     /// Storage root.
@@ -41,6 +42,12 @@ pub fn run(args: PurgeArgs) -> ExitCode {
             }
             for dir in &report.unreadable {
                 eprintln!("layerstore purge-uploads: {dir}: no readable startedat, kept");
+            }
+            if report.temp_files_removed > 0 {
+                println!(
+                    "deleted {} stale temporary file(s)",
+                    report.temp_files_removed
+                );
             }
             ExitCode::SUCCESS
         }

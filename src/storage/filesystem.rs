@@ -268,6 +268,33 @@ impl StorageDriver for FilesystemDriver {
         removed.map_err(|e| StorageError::io("delete", path, e))
     }
 
+    fn sweep_temp_files(&self, cutoff: std::time::SystemTime) -> Result<u64, StorageError> {
+        let dir = self.root.join(TEMP_DIR);
+        let io_error = |e| StorageError::io("sweep", &DriverPath::root(), e);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io_error(e)),
+        };
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry.map_err(io_error)?;
+            let stale = entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(TEMP_PREFIX))
+                && entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|modified| modified < cutoff);
+            // Gone already (its writer renamed it into place): nothing to sweep.
+            if stale && fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     fn map(&self, path: &DriverPath) -> Option<Result<memmap2::Mmap, StorageError>> {
         let map = || {
             let (file, _) = self.open_file(path)?;

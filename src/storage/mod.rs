@@ -116,6 +116,14 @@ pub trait StorageDriver: Send + Sync + std::fmt::Debug {
     /// Deletes a file, or a directory and everything below it.
     fn delete(&self, path: &DriverPath) -> Result<(), StorageError>;
 
+    /// Deletes the driver's own temporary files last modified before `cutoff` (left by a
+    /// process killed mid-write) and returns how many went. Drivers that stage nothing on the
+    /// side have nothing to do.
+    fn sweep_temp_files(&self, cutoff: std::time::SystemTime) -> Result<u64, StorageError> {
+        let _ = cutoff;
+        Ok(0)
+    }
+
     /// A read-only memory map of a whole file, when the backend can give one (zero-copy reads).
     /// `None` means "not supported here": stream with [`reader`](StorageDriver::reader).
     fn map(&self, path: &DriverPath) -> Option<Result<memmap2::Mmap, StorageError>> {

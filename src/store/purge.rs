@@ -5,6 +5,9 @@
 //! older than the cut-off. A session without a readable `startedat`, or a directory whose name
 //! is not a UUID, is never touched (distribution treats a missing start time as 10,000 hours in
 //! the future).
+//!
+//! The same cut-off sweeps the storage driver's stale temporary files
+//! ([`StorageDriver::sweep_temp_files`](crate::storage::StorageDriver::sweep_temp_files)).
 
 use std::time::{Duration, SystemTime};
 
@@ -22,6 +25,9 @@ pub struct PurgeReport {
     pub kept: usize,
     /// Upload directories skipped because `startedat` is missing or unreadable.
     pub unreadable: Vec<DriverPath>,
+    /// The driver's temporary files older than the cut-off that were deleted (a process killed
+    /// while writing a file leaves one; nothing reads them). Not touched in a dry run.
+    pub temp_files_removed: u64,
 }
 
 impl Store {
@@ -84,6 +90,9 @@ impl Store {
                 }
                 Some(_) => report.kept += 1,
             }
+        }
+        if !dry_run {
+            report.temp_files_removed = self.driver.sweep_temp_files(cutoff)?;
         }
         Ok(report)
     }
