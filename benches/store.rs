@@ -1,0 +1,90 @@
+//! The store's read-side hot paths: mapping names to storage paths, and serving byte ranges
+//! of a blob from its memory map (what every range GET does after routing).
+//!
+//! Run: `cargo bench --bench store`
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use layerstore::names::RepositoryName;
+use layerstore::storage::PathSpec;
+use layerstore::store::{ByteRange, Store};
+use layerstore::Digest;
+use std::hint::black_box;
+
+fn path_mapping(c: &mut Criterion) {
+    let repo = RepositoryName::parse("library/some-team/app").unwrap();
+    let digest = Digest::sha256(b"a layer");
+    let mut group = c.benchmark_group("path_mapping");
+    group.bench_function("blob_data", |b| {
+        b.iter(|| {
+            PathSpec::BlobData {
+                digest: black_box(&digest),
+            }
+            .to_path()
+        })
+    });
+    group.bench_function("layer_link", |b| {
+        b.iter(|| {
+            PathSpec::LayerLink {
+                repo: black_box(&repo),
+                digest: black_box(&digest),
+            }
+            .to_path()
+        })
+    });
+    group.finish();
+}
+
+/// A 64 MiB blob in a filesystem store under a temporary directory.
+fn stored_blob() -> (tempfile::TempDir, Store, RepositoryName, Digest, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::filesystem(dir.path());
+    let repo = RepositoryName::parse("bench/ranges").unwrap();
+    let len = 64u64 << 20;
+    let data: Vec<u8> = (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761) as u8)
+        .collect();
+    let digest = Digest::sha256(&data);
+    let mut upload = store.create_upload(&repo).unwrap();
+    upload.append(&data).unwrap();
+    upload.commit(&digest, Some(len)).unwrap();
+    (dir, store, repo, digest, len)
+}
+
+fn range_reads(c: &mut Criterion) {
+    let (_dir, store, repo, digest, len) = stored_blob();
+    let mut group = c.benchmark_group("range_read");
+    group.throughput(Throughput::Bytes(4096));
+    let mut offset = 0u64;
+    let mut next_range = move || {
+        // A fixed stride through the blob, like random offsets but repeatable.
+        offset = (offset + 7_919 * 4096) % (len - 4096);
+        ByteRange {
+            start: offset,
+            end: offset + 4095,
+        }
+    };
+    // Link check + map-cache hit + slice: what a range GET costs below HTTP.
+    group.bench_function("open_and_slice_4KiB", |b| {
+        b.iter(|| {
+            let (_, body) = store.open_blob(Some(&repo), &digest).unwrap();
+            let range = next_range();
+            black_box(body.slice(range).unwrap().map(|s| s[0]));
+        })
+    });
+    let (_, body) = store.open_blob(Some(&repo), &digest).unwrap();
+    group.bench_function("slice_4KiB", |b| {
+        b.iter(|| black_box(body.slice(next_range()).unwrap().map(|s| s[4095])))
+    });
+    group.bench_function("write_to_4KiB", |b| {
+        let mut out = Vec::with_capacity(4096);
+        b.iter(|| {
+            out.clear();
+            body.write_to(Some(next_range()), &mut out).unwrap();
+            black_box(out.len())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, path_mapping, range_reads);
+criterion_main!(benches);
