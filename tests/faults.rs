@@ -72,6 +72,20 @@ fn offset(server: &TestServer, location: &str) -> (usize, String) {
     (stored, reply.location())
 }
 
+/// `reply` is the 201 of a commit, `repo` serves exactly `data` under its digest, and the
+/// store is consistent.
+fn assert_committed(server: &TestServer, reply: &Reply, repo: &str, data: &[u8]) {
+    assert_eq!(
+        reply.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let path = format!("/v2/{repo}/blobs/{}", sha256(data));
+    assert_eq!(server.get(&path).body, data);
+    assert_fsck_clean(server);
+}
+
 fn assert_fsck_clean(server: &TestServer) {
     let report = Store::filesystem(&server.root).fsck(&|_| {}).unwrap();
     assert!(report.is_clean(), "{report:?}");
@@ -111,14 +125,7 @@ fn out_of_space_during_a_chunk_is_503_and_the_upload_goes_on_after() {
     let reply = f
         .server
         .request("PUT", &put_url(&reply.location(), &data), &[], b"");
-    assert_eq!(reply.status, 201);
-    assert_eq!(
-        f.server
-            .get(&format!("/v2/full/blobs/{}", sha256(&data)))
-            .body,
-        data
-    );
-    assert_fsck_clean(&f.server);
+    assert_committed(&f.server, &reply, "full", &data);
 }
 
 #[test]
@@ -176,17 +183,7 @@ fn failed_rename_at_commit_publishes_nothing_and_a_retry_succeeds() {
     let reply = f
         .server
         .request("PUT", &put_url(&location, &data), &[], b"");
-    assert_eq!(
-        reply.status,
-        201,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
-    assert_eq!(
-        f.server.get(&format!("/v2/r/blobs/{}", sha256(&data))).body,
-        data
-    );
-    assert_fsck_clean(&f.server);
+    assert_committed(&f.server, &reply, "r", &data);
 }
 
 #[test]
@@ -211,17 +208,7 @@ fn failed_link_write_at_commit_is_retried_to_success() {
     let reply = f
         .server
         .request("PUT", &put_url(&location, &data), &[], b"");
-    assert_eq!(
-        reply.status,
-        201,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
-    assert_eq!(
-        f.server.get(&format!("/v2/r/blobs/{}", sha256(&data))).body,
-        data
-    );
-    assert_fsck_clean(&f.server);
+    assert_committed(&f.server, &reply, "r", &data);
 }
 
 /// A session that never saved a hash state commits without one (it spares fsyncs). If that
@@ -243,17 +230,7 @@ fn failed_link_write_in_a_one_request_upload_restarts_from_zero() {
     let reply = f
         .server
         .request("PUT", &put_url(&location, &data), &[], &data);
-    assert_eq!(
-        reply.status,
-        201,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
-    assert_eq!(
-        f.server.get(&format!("/v2/r/blobs/{}", sha256(&data))).body,
-        data
-    );
-    assert_fsck_clean(&f.server);
+    assert_committed(&f.server, &reply, "r", &data);
 }
 
 #[test]

@@ -9,7 +9,7 @@ use indicatif::ProgressBar;
 
 use super::client::{self, Connection};
 use super::error::BenchError;
-use super::protocol;
+use super::protocol::{self, Session};
 use super::stats::{megabytes_per_second, per_second, Latencies};
 use super::{LargeBlob, Metrics};
 
@@ -48,20 +48,8 @@ pub async fn chunked(
     let len = blob.content.len();
     let mut latencies = Latencies::new();
     let start = Instant::now();
-    let mut session = protocol::start_upload(conn, &blob.repository).await?;
-    let mut offset = 0;
-    while offset < len {
-        let piece = chunk_size.min(len - offset);
-        let body = blob
-            .content
-            .body(offset, piece)
-            .with_progress(bar.clone())
-            .boxed();
-        let sent = Instant::now();
-        session = protocol::send_chunk(conn, &session, offset, piece, body).await?;
-        latencies.record(sent.elapsed());
-        offset += piece;
-    }
+    let session = protocol::start_upload(conn, &blob.repository).await?;
+    let session = send_chunks(conn, session, blob, len, chunk_size, &bar, &mut latencies).await?;
     protocol::complete_upload(conn, &session, &blob.digest, 0, client::empty()).await?;
     let elapsed = start.elapsed();
     bar.finish_and_clear();
@@ -77,4 +65,27 @@ pub async fn chunked(
         latency: latencies.summary(),
         server: None,
     })
+}
+
+/// PATCHes bytes `0..end` of `blob` in `chunk_size` pieces, in order, recording each PATCH's
+/// latency; returns the session to continue with.
+pub async fn send_chunks(
+    conn: &mut Connection,
+    mut session: Session,
+    blob: &LargeBlob,
+    end: u64,
+    chunk_size: u64,
+    bar: &ProgressBar,
+    latencies: &mut Latencies,
+) -> Result<Session, BenchError> {
+    let mut offset = 0;
+    while offset < end {
+        let piece = chunk_size.min(end - offset);
+        let body = blob.content.body(offset, piece).with_progress(bar.clone());
+        let sent = Instant::now();
+        session = protocol::send_chunk(conn, &session, offset, piece, body.boxed()).await?;
+        latencies.record(sent.elapsed());
+        offset += piece;
+    }
+    Ok(session)
 }

@@ -16,7 +16,7 @@ use super::client::{self, Connection};
 use super::error::BenchError;
 use super::protocol::{self, Session};
 use super::stats::{megabytes_per_second, per_second, Latencies};
-use super::{LargeBlob, Metrics};
+use super::{large, LargeBlob, Metrics};
 
 /// Status + PATCH pairs timed per run.
 pub const RESUMES: u64 = 20;
@@ -41,15 +41,12 @@ pub async fn run(
             option: "blob size",
             reason: "push-resume needs a blob larger than 80 KiB",
         })?;
-    let mut session = protocol::start_upload(conn, &blob.repository).await?;
-    let mut offset = 0;
-    while offset < parked {
-        let piece = chunk_size.min(parked - offset);
-        let body = blob.content.body(offset, piece).with_progress(bar.clone());
-        session = protocol::send_chunk(conn, &session, offset, piece, body.boxed()).await?;
-        offset += piece;
-    }
+    let session = protocol::start_upload(conn, &blob.repository).await?;
+    let mut setup = Latencies::new(); // not reported: only the resumes are timed
+    let mut session =
+        large::send_chunks(conn, session, blob, parked, chunk_size, &bar, &mut setup).await?;
     bar.finish_and_clear();
+    let mut offset = parked;
     let mut latencies = Latencies::new();
     let start = Instant::now();
     while offset < len {
