@@ -106,6 +106,26 @@ async fn push(conn: &mut Connection, repo: &str, blob: &Blob) -> Result<(), Stri
         .ok_or(format!("push of {} bytes answered {status}", blob.len()))
 }
 
+/// A body-less request on `/v2/REPO/blobs/DIGEST`.
+async fn blob_request(
+    conn: &mut Connection,
+    method: Method,
+    repo: &str,
+    blob: &Blob,
+) -> Result<hyper::Response<hyper::body::Incoming>, String> {
+    let path = conn
+        .target()
+        .api_path(&format!("{repo}/blobs/{}", blob.digest));
+    let request = conn
+        .target()
+        .request(method, &path)
+        .body(client::empty())
+        .map_err(|e| e.to_string())?;
+    conn.send("blob request", request)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// GET of the blob, hashed as it streams in: `Ok(false)` for an allowed 404.
 async fn pull(
     conn: &mut Connection,
@@ -113,18 +133,7 @@ async fn pull(
     blob: &Blob,
     may_be_gone: bool,
 ) -> Result<bool, String> {
-    let path = conn
-        .target()
-        .api_path(&format!("{repo}/blobs/{}", blob.digest));
-    let request = conn
-        .target()
-        .request(Method::GET, &path)
-        .body(client::empty())
-        .map_err(|e| e.to_string())?;
-    let response = conn
-        .send("pull", request)
-        .await
-        .map_err(|e| e.to_string())?;
+    let response = blob_request(conn, Method::GET, repo, blob).await?;
     let status = response.status().as_u16();
     let mut body = response.into_body();
     let mut hasher = Hasher::new(HashAlgorithm::Sha256);
@@ -151,18 +160,7 @@ async fn pull(
 }
 
 async fn delete(conn: &mut Connection, repo: &str, blob: &Blob) -> Result<(), String> {
-    let path = conn
-        .target()
-        .api_path(&format!("{repo}/blobs/{}", blob.digest));
-    let request = conn
-        .target()
-        .request(Method::DELETE, &path)
-        .body(client::empty())
-        .map_err(|e| e.to_string())?;
-    let response = conn
-        .send("delete", request)
-        .await
-        .map_err(|e| e.to_string())?;
+    let response = blob_request(conn, Method::DELETE, repo, blob).await?;
     let status = response.status().as_u16();
     client::read_body("delete", response.into_body(), 1 << 16)
         .await
