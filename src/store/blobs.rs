@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::digest::Digest;
 use crate::names::RepositoryName;
 use crate::storage::paths::parse_link;
-use crate::storage::{DriverPath, PathSpec, StorageError};
+use crate::storage::{DriverPath, PathSpec, StorageDriver, StorageError};
 
 use super::{BlobBody, Store, StoreError};
 
@@ -138,8 +138,7 @@ impl Store {
         digest: &Digest,
         canonical: &Digest,
     ) -> Result<(), StoreError> {
-        let link = PathSpec::LayerLink { repo, digest }.to_path()?;
-        super::write_link(&*self.driver, &link, canonical)
+        write_layer_link(&*self.driver, repo, digest, canonical)
     }
 
     /// Removes `repo`'s link for `digest` (distribution's blob DELETE). The bytes stay until a
@@ -184,4 +183,16 @@ impl Store {
         }
         Ok(info)
     }
+}
+
+/// Writes `repo`'s `_layers` link for `digest`, holding `canonical`: shared by
+/// [`Store::link_blob`] and upload commits, which hold only a driver.
+pub(super) fn write_layer_link(
+    driver: &dyn StorageDriver,
+    repo: &RepositoryName,
+    digest: &Digest,
+    canonical: &Digest,
+) -> Result<(), StoreError> {
+    let link = PathSpec::LayerLink { repo, digest }.to_path()?;
+    super::write_link(driver, &link, canonical)
 }

@@ -21,6 +21,7 @@ use crate::storage::{
     missing_is_ok, DriverPath, FileWriter, PathSpec, StorageDriver, StorageError,
 };
 
+use super::blobs::write_layer_link;
 use super::session::Session;
 use super::stream::{fill, hash_range};
 use super::upload_tarsum::{tarsum_of_data, UploadTarsum};
@@ -360,14 +361,10 @@ impl Upload {
         }
         // 4. publish the bytes, 5. link them, 6. drop the session.
         self.publish(&canonical, uploaded)?;
-        let store_link = |digest: &Digest| {
-            let repo = &self.repo;
-            let link = PathSpec::LayerLink { repo, digest }.to_path()?;
-            super::write_link(&*self.driver, &link, &canonical)
-        };
-        store_link(&canonical)?;
+        let driver = &*self.driver;
+        write_layer_link(driver, &self.repo, &canonical, &canonical)?;
         if *claimed != canonical {
-            store_link(claimed)?;
+            write_layer_link(driver, &self.repo, claimed, &canonical)?;
         }
         delete_session(&*self.driver, &self.repo, &self.id)?;
         Ok(BlobInfo {
