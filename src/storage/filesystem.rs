@@ -287,9 +287,14 @@ impl StorageDriver for FilesystemDriver {
                     .metadata()
                     .and_then(|m| m.modified())
                     .is_ok_and(|modified| modified < cutoff);
-            // Gone already (its writer renamed it into place): nothing to sweep.
-            if stale && fs::remove_file(entry.path()).is_ok() {
-                removed += 1;
+            if !stale {
+                continue;
+            }
+            match fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                // Gone already (its writer renamed it into place): nothing to sweep.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error(e)),
             }
         }
         Ok(removed)
