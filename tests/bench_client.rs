@@ -1,10 +1,14 @@
 //! `layerstore bench` against real servers: a layerstore TestServer (everything verifies), the
 //! same server behind an honest proxy that makes every `Location` absolute (still verifies),
-//! and behind a lying proxy that corrupts one byte of every GET body (must report FAILURE).
+//! and behind a lying proxy that corrupts one byte of every GET body (must report FAILURE);
+//! then several servers sharing one store, each request going to the next one in turn.
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -195,6 +199,95 @@ fn setup_errors_are_errors() {
 }
 
 #[test]
+fn requests_rotate_among_instances_sharing_a_store() {
+    let root = tempfile::tempdir().unwrap();
+    let servers: Vec<TestServer> = (0..3)
+        .map(|_| TestServer::start_on(root.path(), "shared-secret"))
+        .collect();
+    // Counting proxies in front; the first makes its `Location`s absolute, whose path must
+    // still be sent on to the next instance.
+    let modes = [Mode::AbsoluteLocations, Mode::Pass, Mode::Pass];
+    let proxies: Vec<Proxy> = servers
+        .iter()
+        .zip(modes)
+        .map(|(server, mode)| Proxy::start(server.addr, mode))
+        .collect();
+    let mut options = tiny_options(proxies[0].addr);
+    options.urls = proxies
+        .iter()
+        .map(|p| format!("http://{}", p.addr))
+        .collect();
+    let report = run(options);
+    assert!(report.passed(), "{}", report.to_table());
+    assert_eq!(report.scenarios.len(), 6);
+    assert_eq!(report.urls.len(), 3);
+    assert!(report.to_table().contains("round robin"));
+    // Every instance took part in uploads started elsewhere: the chunked push's five
+    // consecutive PATCHes alone reach all three.
+    for (i, proxy) in proxies.iter().enumerate() {
+        for method in ["POST", "PATCH", "PUT", "GET"] {
+            assert!(proxy.seen(method) > 0, "instance {i} saw no {method}");
+        }
+    }
+}
+
+#[test]
+fn instances_with_different_secrets_fail_a_rotated_upload() {
+    let root = tempfile::tempdir().unwrap();
+    let first = TestServer::start_on(root.path(), "one secret");
+    let second = TestServer::start_on(root.path(), "another secret");
+    let mut options = tiny_options(first.addr);
+    options.urls.push(format!("http://{}", second.addr));
+    options.scenarios = vec![Scenario::PushChunked];
+    // The POST went to the first, so the second cannot read the upload's signed state.
+    match outcome(&run(options), Scenario::PushChunked) {
+        Outcome::Failed { error } => assert!(error.contains("chunk (PATCH)"), "{error}"),
+        other => panic!("push-chunked: {other:?}"),
+    }
+}
+
+#[test]
+fn the_cli_takes_repeated_urls() {
+    let root = tempfile::tempdir().unwrap();
+    let servers = [
+        TestServer::start_on(root.path(), "shared-secret"),
+        TestServer::start_on(root.path(), "shared-secret"),
+    ];
+    let urls: Vec<String> = servers
+        .iter()
+        .map(|s| format!("http://{}", s.addr))
+        .collect();
+    let output = Command::new(env!("CARGO_BIN_EXE_layerstore"))
+        .args(["bench", "--url", &urls[0], "--url", &urls[1]])
+        .args(["--only", "push-chunked,small-push", "--json"])
+        .args(["--blob-size", "200K", "--chunk-size", "64K"])
+        .args([
+            "--small-size",
+            "4K",
+            "--workers",
+            "2",
+            "--small-seconds",
+            "0.2",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["urls"], serde_json::json!(urls));
+    for scenario in json["scenarios"].as_array().unwrap() {
+        assert_eq!(scenario["status"], "passed", "{scenario}");
+    }
+    // At least one --url is required.
+    let output = Command::new(env!("CARGO_BIN_EXE_layerstore"))
+        .args(["bench", "--only", "pull"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--url"));
+}
+
+#[test]
 fn nobody_listening_fails_every_scenario() {
     let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = free.local_addr().unwrap();
@@ -214,6 +307,8 @@ fn nobody_listening_fails_every_scenario() {
 /// How the proxy in front of the real server misbehaves (or not).
 #[derive(Debug, Clone, Copy)]
 enum Mode {
+    /// Forwards everything unchanged.
+    Pass,
     /// Rewrites every relative `Location` to an absolute URL of the proxy.
     AbsoluteLocations,
     /// Flips the last byte of every GET response body.
@@ -225,11 +320,15 @@ enum Mode {
 }
 
 /// A one-request-per-upstream-connection HTTP proxy on 127.0.0.1 (test sizes are tiny, so it
-/// buffers bodies).
+/// buffers bodies) that counts the requests it forwards.
 struct Proxy {
     addr: SocketAddr,
+    seen: Seen,
     _runtime: tokio::runtime::Runtime,
 }
+
+/// Requests a proxy received, by method.
+type Seen = Arc<Mutex<BTreeMap<Method, usize>>>;
 
 impl Proxy {
     fn start(upstream: SocketAddr, mode: Mode) -> Self {
@@ -238,13 +337,21 @@ impl Proxy {
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();
         let addr = listener.local_addr().unwrap();
+        let seen = Seen::default();
+        let counts = Arc::clone(&seen);
         runtime.spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
+                let counts = Arc::clone(&counts);
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |request| {
+                    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                        *counts
+                            .lock()
+                            .unwrap()
+                            .entry(request.method().clone())
+                            .or_default() += 1;
                         forward(request, upstream, addr, mode)
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -255,8 +362,15 @@ impl Proxy {
         });
         Proxy {
             addr,
+            seen,
             _runtime: runtime,
         }
+    }
+
+    /// How many `method` requests it received.
+    fn seen(&self, method: &str) -> usize {
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        self.seen.lock().unwrap().get(&method).copied().unwrap_or(0)
     }
 }
 

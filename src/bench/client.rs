@@ -1,10 +1,15 @@
-//! A minimal HTTP/1.1 client on hyper: one kept-alive connection per worker, reopened only
-//! when the server closes it, plus the base-URL parsing and `Location` resolution a registry
-//! client needs. No pooling layer: each scenario owns its connections, so the number of
-//! sockets is exactly the number asked for.
+//! A minimal HTTP/1.1 client on hyper: one kept-alive connection per worker and server,
+//! reopened only when the server closes it, plus the base-URL parsing and `Location`
+//! resolution a registry client needs. No pooling layer: each scenario owns its connections,
+//! so the number of sockets is exactly the number asked for (times the number of servers).
+//!
+//! A run may name several servers (instances sharing one store and one secret, as behind a
+//! load balancer): [`Targets`] hands them out in turn, one per request, so each step of an
+//! upload may reach another instance than the step before.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +17,7 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
+use hyper::header::{HeaderValue, HOST};
 use hyper::{Method, Request, Response, Uri};
 use hyper_util::rt::TokioIo;
 
@@ -77,12 +83,19 @@ pub struct Target {
     pub base: BaseUrl,
     /// The first address the host resolved to.
     pub addr: SocketAddr,
+    /// `base.authority` as the `Host` header sent with every request.
+    host: HeaderValue,
 }
 
 impl Target {
     /// Parses and resolves `url`.
     pub async fn resolve(url: &str) -> Result<Arc<Self>, BenchError> {
         let base = BaseUrl::parse(url)?;
+        let host_header =
+            HeaderValue::from_str(&base.authority).map_err(|_| BenchError::InvalidUrl {
+                url: url.to_owned(),
+                reason: "the host is not a valid Host header",
+            })?;
         let host = format!("{}:{}", base.host, base.port);
         let first = match tokio::net::lookup_host(host.clone()).await {
             Ok(mut addrs) => addrs.next(),
@@ -92,7 +105,11 @@ impl Target {
             host,
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "no address"),
         })?;
-        Ok(Arc::new(Target { base, addr }))
+        Ok(Arc::new(Target {
+            base,
+            addr,
+            host: host_header,
+        }))
     }
 
     /// `PREFIX/v2/REST`: the path of an API endpoint.
@@ -100,12 +117,10 @@ impl Target {
         format!("{}/v2/{rest}", self.base.prefix)
     }
 
-    /// A request builder for `path_and_query` with `Host` set.
+    /// A request builder for `path_and_query` with `Host` set (to this server: a rotating
+    /// [`Connection`] replaces it with the server it sends to).
     pub fn request(&self, method: Method, path_and_query: &str) -> hyper::http::request::Builder {
-        Request::builder()
-            .method(method)
-            .uri(path_and_query)
-            .header(hyper::header::HOST, &self.base.authority)
+        request(method, path_and_query).header(HOST, self.host.clone())
     }
 
     /// Resolves a `Location` header of the reply to a request for `request_path` into the
@@ -114,6 +129,67 @@ impl Target {
     pub fn resolve_location(&self, request_path: &str, location: &str) -> Option<String> {
         resolve_location(&self.base.authority, request_path, location)
     }
+}
+
+/// The servers of a run, taken in turn: each request goes to the next one, round robin over
+/// every request of every scenario and worker. They must be instances of one registry (one
+/// store, one secret): an upload started on one is continued on the others.
+#[derive(Debug)]
+pub struct Targets {
+    all: Vec<Arc<Target>>,
+    turn: AtomicUsize,
+}
+
+impl Targets {
+    /// Parses and resolves every URL. All must have the same path prefix, because the path of
+    /// a `Location` returned by one server is sent as is to the next.
+    pub async fn resolve(urls: &[String]) -> Result<Arc<Self>, BenchError> {
+        let mut all: Vec<Arc<Target>> = Vec::with_capacity(urls.len());
+        for url in urls {
+            let target = Target::resolve(url).await?;
+            if all
+                .first()
+                .is_some_and(|first| first.base.prefix != target.base.prefix)
+            {
+                return Err(BenchError::InvalidUrl {
+                    url: url.clone(),
+                    reason: "its path prefix differs from the first URL's (upload locations \
+                             are passed from one server to the next)",
+                });
+            }
+            all.push(target);
+        }
+        if all.is_empty() {
+            return Err(BenchError::InvalidOption {
+                option: "url",
+                reason: "at least one registry URL is needed",
+            });
+        }
+        Ok(Self::new(all))
+    }
+
+    fn new(all: Vec<Arc<Target>>) -> Arc<Self> {
+        Arc::new(Targets {
+            all,
+            turn: AtomicUsize::new(0),
+        })
+    }
+
+    /// `PREFIX/v2/REST`: the path of an API endpoint (the same on every server).
+    pub fn api_path(&self, rest: &str) -> String {
+        self.all[0].api_path(rest)
+    }
+
+    /// The index of the server whose turn it is; advances the turn.
+    fn take_turn(&self) -> usize {
+        self.turn.fetch_add(1, Ordering::Relaxed) % self.all.len()
+    }
+}
+
+/// A request for `path_and_query` on whichever server [`Connection::send`] picks (it sets
+/// `Host`): upload paths come from one server's `Location` and go to the next.
+pub fn request(method: Method, path_and_query: &str) -> hyper::http::request::Builder {
+    Request::builder().method(method).uri(path_and_query)
 }
 
 /// Pure form of [`Target::resolve_location`].
@@ -203,33 +279,54 @@ fn remove_dot_segments(path: &str) -> String {
     format!("/{}", out.join("/"))
 }
 
-/// One kept-alive connection to the target.
+/// One worker's kept-alive connection to each server (one for most runs), opened on first
+/// use.
 #[derive(Debug)]
 pub struct Connection {
-    target: Arc<Target>,
-    sender: Option<SendRequest<RequestBody>>,
+    targets: Arc<Targets>,
+    senders: Vec<Option<SendRequest<RequestBody>>>,
+    /// Index of the server the last request went to.
+    last: usize,
 }
 
 impl Connection {
-    /// A connection opened on first use.
+    /// A connection to one server, opened on first use.
     pub fn new(target: Arc<Target>) -> Self {
+        Self::rotating(Targets::new(vec![target]))
+    }
+
+    /// Connections to every server, each request sent to the next one in turn.
+    pub fn rotating(targets: Arc<Targets>) -> Self {
+        let senders = targets.all.iter().map(|_| None).collect();
         Connection {
-            target,
-            sender: None,
+            targets,
+            senders,
+            last: 0,
         }
     }
 
-    /// The target this connection talks to.
+    /// The server that answered the last request (the first one before any): the
+    /// `Location`s of its replies are resolved against it.
     pub fn target(&self) -> &Target {
-        &self.target
+        &self.targets.all[self.last]
     }
 
-    /// Sends `request` and returns the response head (the body still streams).
+    /// `PREFIX/v2/REST`: the path of an API endpoint.
+    pub fn api_path(&self, rest: &str) -> String {
+        self.targets.api_path(rest)
+    }
+
+    /// Sends `request` to the server whose turn it is, naming it in `Host` (replaced if the
+    /// request has one), and returns the response head (the body still streams).
     pub async fn send(
         &mut self,
         step: &'static str,
-        request: Request<RequestBody>,
+        mut request: Request<RequestBody>,
     ) -> Result<Response<Incoming>, BenchError> {
+        self.last = self.targets.take_turn();
+        request
+            .headers_mut()
+            .insert(HOST, self.target().host.clone());
         let sender = self.ready(step).await?;
         match tokio::time::timeout(RESPONSE_TIMEOUT, sender.send_request(request)).await {
             Ok(result) => result.map_err(|source| BenchError::Http { step, source }),
@@ -240,39 +337,44 @@ impl Connection {
         }
     }
 
+    /// The connection to the last request's server, reopened if it was closed.
     async fn ready(
         &mut self,
         step: &'static str,
     ) -> Result<&mut SendRequest<RequestBody>, BenchError> {
-        let reusable = match self.sender.as_mut() {
+        let slot = self.last;
+        let reusable = match self.senders[slot].as_mut() {
             Some(sender) => sender.ready().await.is_ok(),
             None => false,
         };
-        let sender = match self.sender.take() {
+        let sender = match self.senders[slot].take() {
             Some(sender) if reusable => sender,
-            _ => self.connect(step).await?,
+            _ => connect(step, self.target().addr).await?,
         };
-        Ok(self.sender.insert(sender))
+        Ok(self.senders[slot].insert(sender))
     }
+}
 
-    async fn connect(&self, step: &'static str) -> Result<SendRequest<RequestBody>, BenchError> {
-        let addr = self.target.addr;
-        let stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|source| BenchError::Connect { addr, source })?;
-        // Small requests (POST, range GET) must not wait for Nagle's algorithm.
-        stream
-            .set_nodelay(true)
-            .map_err(|source| BenchError::Connect { addr, source })?;
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|source| BenchError::Http { step, source })?;
-        tokio::spawn(async move {
-            // Errors surface on the next request through `ready`/`send_request`.
-            let _ = connection.await;
-        });
-        Ok(sender)
-    }
+/// Opens a connection to `addr` and drives it on its own task.
+async fn connect(
+    step: &'static str,
+    addr: SocketAddr,
+) -> Result<SendRequest<RequestBody>, BenchError> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|source| BenchError::Connect { addr, source })?;
+    // Small requests (POST, range GET) must not wait for Nagle's algorithm.
+    stream
+        .set_nodelay(true)
+        .map_err(|source| BenchError::Connect { addr, source })?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|source| BenchError::Http { step, source })?;
+    tokio::spawn(async move {
+        // Errors surface on the next request through `ready`/`send_request`.
+        let _ = connection.await;
+    });
+    Ok(sender)
 }
 
 /// An empty request body.
@@ -428,6 +530,22 @@ mod tests {
         fn any_location_resolves_safely_or_not_at_all(request in "/[a-z/.]{0,20}", location in "\\PC{0,40}") {
             crate::fuzzing::bench_location(format!("{request}\n{location}").as_bytes());
         }
+    }
+
+    #[tokio::test]
+    async fn targets_take_turns_and_share_one_prefix() {
+        let urls = ["http://127.0.0.1:1/p", "http://127.0.0.1:2/p/"].map(String::from);
+        let targets = Targets::resolve(&urls).await.unwrap();
+        let turns: Vec<usize> = (0..5).map(|_| targets.take_turn()).collect();
+        assert_eq!(turns, [0, 1, 0, 1, 0]);
+        assert_eq!(
+            targets.api_path("r/blobs/uploads/"),
+            "/p/v2/r/blobs/uploads/"
+        );
+        let mixed = ["http://127.0.0.1:1/p", "http://127.0.0.1:2"].map(String::from);
+        let error = Targets::resolve(&mixed).await.unwrap_err();
+        assert!(error.to_string().contains("prefix"), "{error}");
+        assert!(Targets::resolve(&[]).await.is_err());
     }
 
     #[test]

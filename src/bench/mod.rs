@@ -9,6 +9,11 @@
 //! run, so nothing is ever deduplicated across runs, and repositories live under a random
 //! `bench-SEED/` prefix.
 //!
+//! Given several base URLs (instances of one registry sharing a store and a secret), every
+//! request goes to the next one in turn (see [`client::Targets`]): each POST, PATCH and PUT of
+//! an upload may reach a different instance, which checks that they continue each other's
+//! uploads as they must behind a load balancer.
+//!
 //! The monolithic PUT needs the digest in its URL before the body is sent; the digest of each
 //! large blob is therefore computed in an untimed first pass over the generator (memory stays
 //! flat: 256 KiB pieces), and the timed pass generates the same bytes again as the body. This
@@ -39,7 +44,7 @@ mod workers;
 pub use error::BenchError;
 pub use report::{BenchReport, Metrics, Outcome, ScenarioReport};
 
-use client::{Connection, Target};
+use client::{Connection, Targets};
 use content::{derive_seed, Content};
 use process::ServerProcess;
 
@@ -89,8 +94,9 @@ impl Scenario {
 /// What to measure and how hard.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
-    /// Registry base URL, `http://HOST[:PORT][/PREFIX]`.
-    pub url: String,
+    /// Registry base URLs, `http://HOST[:PORT][/PREFIX]`, all with the same `PREFIX`:
+    /// requests go to each in turn (instances of one registry; one URL for most runs).
+    pub urls: Vec<String>,
     /// Scenarios to run (run in [`Scenario::ALL`] order whatever the order here).
     pub scenarios: Vec<Scenario>,
     /// Size of the large blob.
@@ -121,9 +127,10 @@ pub struct BenchOptions {
 impl BenchOptions {
     /// The defaults of the issue: 1 GiB blob, 16 MiB chunks, 4 KiB ranges × 32 connections
     /// × 10 s, 64 KiB small blobs × 8 workers × 10 s, every scenario.
+    /// More URLs to rotate among can be pushed onto [`BenchOptions::urls`].
     pub fn new(url: impl Into<String>) -> Self {
         BenchOptions {
-            url: url.into(),
+            urls: vec![url.into()],
             scenarios: Scenario::ALL.to_vec(),
             blob_size: 1 << 30,
             chunk_size: 16 << 20,
@@ -187,13 +194,13 @@ struct LargeBlob {
 #[derive(Debug)]
 struct Run {
     options: BenchOptions,
-    target: Arc<Target>,
+    targets: Arc<Targets>,
     seed: u64,
     prefix: String,
     server: Option<ServerProcess>,
 }
 
-/// Runs the selected scenarios against `options.url` and reports each one.
+/// Runs the selected scenarios against `options.urls` and reports each one.
 ///
 /// Setup problems (bad URL or option, unresolvable host, unreadable `--server-pid`) are
 /// errors; a scenario whose answers fail verification is reported as failed and the run goes
@@ -226,14 +233,14 @@ struct Run {
 /// ```
 pub async fn run(options: BenchOptions) -> Result<BenchReport, BenchError> {
     options.validate()?;
-    let target = Target::resolve(&options.url).await?;
+    let targets = Targets::resolve(&options.urls).await?;
     let server = options.server_pid.map(ServerProcess::new).transpose()?;
     let seed = match options.seed {
         Some(seed) => seed,
         None => random_seed(),
     };
     let run = Run {
-        target,
+        targets,
         seed,
         prefix: format!("bench-{seed:016x}"),
         server,
@@ -241,7 +248,7 @@ pub async fn run(options: BenchOptions) -> Result<BenchReport, BenchError> {
     };
     let scenarios = run.all_scenarios().await;
     Ok(BenchReport {
-        url: run.options.url.clone(),
+        urls: run.options.urls.clone(),
         seed: format!("{seed:016x}"),
         repository_prefix: run.prefix.clone(),
         scenarios,
@@ -291,7 +298,7 @@ impl Run {
         if self.options.wants(Scenario::SmallPush) {
             let outcome = self
                 .measured(small_push::run(
-                    Arc::clone(&self.target),
+                    Arc::clone(&self.targets),
                     format!("{}/small", self.prefix),
                     derive_seed(self.seed, 2),
                     &self.options,
@@ -311,7 +318,7 @@ impl Run {
     /// untimed setup would dominate them).
     async fn resume(&self) -> Result<Metrics, BenchError> {
         let blob = self.prepare_blob(4, "resume").await?;
-        let mut conn = Connection::new(Arc::clone(&self.target));
+        let mut conn = Connection::rotating(Arc::clone(&self.targets));
         let bar = self.bar(blob.content.len(), "resume (setup)");
         resume::run(&mut conn, &blob, self.options.chunk_size, bar).await
     }
@@ -323,7 +330,7 @@ impl Run {
             .await
             .map_err(|e| e.to_string())?;
         let timed = self.options.wants(Scenario::PushMonolithic);
-        let mut conn = Connection::new(Arc::clone(&self.target));
+        let mut conn = Connection::rotating(Arc::clone(&self.targets));
         let bar = self.bar(blob.content.len(), "monolithic push");
         let result = if timed {
             self.measured(large::monolithic(&mut conn, &blob, bar))
@@ -343,7 +350,7 @@ impl Run {
 
     async fn chunked(&self) -> Result<Metrics, BenchError> {
         let blob = self.prepare_blob(1, "chunked").await?;
-        let mut conn = Connection::new(Arc::clone(&self.target));
+        let mut conn = Connection::rotating(Arc::clone(&self.targets));
         let bar = self.bar(blob.content.len(), "chunked push");
         self.measured(large::chunked(
             &mut conn,
@@ -356,12 +363,12 @@ impl Run {
 
     async fn read_scenario(&self, scenario: Scenario, blob: &LargeBlob) -> Outcome {
         let result = if scenario == Scenario::Pull {
-            let mut conn = Connection::new(Arc::clone(&self.target));
+            let mut conn = Connection::rotating(Arc::clone(&self.targets));
             let bar = self.bar(blob.content.len(), "pull");
             self.measured(pull::run(&mut conn, blob, bar)).await
         } else {
             self.measured(range_get::run(
-                Arc::clone(&self.target),
+                Arc::clone(&self.targets),
                 blob.clone(),
                 derive_seed(self.seed, 3),
                 &self.options,

@@ -13,7 +13,8 @@ use crate::digest::Digest;
 /// Largest body read from a status reply (error JSON, empty 201/202 bodies).
 const SMALL_REPLY_LIMIT: usize = 64 * 1024;
 
-/// An upload session: the resolved path (and query) to send the next request to.
+/// An upload session: the resolved path (and query) to send the next request to, on
+/// whichever server's turn it is (only a path is kept, so the upload can move between servers).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
     /// Path and query from the last `Location`.
@@ -23,12 +24,8 @@ pub struct Session {
 /// `POST /v2/REPO/blobs/uploads/`: expects 202 and a `Location`.
 pub async fn start_upload(conn: &mut Connection, repository: &str) -> Result<Session, BenchError> {
     const STEP: &str = "start upload (POST)";
-    let path = conn
-        .target()
-        .api_path(&format!("{repository}/blobs/uploads/"));
-    let request = conn
-        .target()
-        .request(Method::POST, &path)
+    let path = conn.api_path(&format!("{repository}/blobs/uploads/"));
+    let request = client::request(Method::POST, &path)
         .header(header::CONTENT_LENGTH, 0)
         .body(client::empty())
         .map_err(|source| BenchError::Request { step: STEP, source })?;
@@ -49,9 +46,7 @@ pub async fn send_chunk(
 ) -> Result<Session, BenchError> {
     const STEP: &str = "chunk (PATCH)";
     let end = start + len - 1;
-    let request = conn
-        .target()
-        .request(Method::PATCH, &session.location)
+    let request = client::request(Method::PATCH, &session.location)
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .header(header::CONTENT_LENGTH, len)
         .header(header::CONTENT_RANGE, format!("{start}-{end}"))
@@ -72,9 +67,7 @@ pub async fn upload_status(
     offset: u64,
 ) -> Result<Session, BenchError> {
     const STEP: &str = "upload status (GET)";
-    let request = conn
-        .target()
-        .request(Method::GET, &session.location)
+    let request = client::request(Method::GET, &session.location)
         .body(client::empty())
         .map_err(|source| BenchError::Request { step: STEP, source })?;
     let response = conn.send(STEP, request).await?;
@@ -102,9 +95,7 @@ pub async fn complete_upload(
     };
     // A digest is `algorithm:hex`; ':' is allowed in a query, so no escaping is needed.
     let uri = format!("{}{separator}digest={digest}", session.location);
-    let request = conn
-        .target()
-        .request(Method::PUT, &uri)
+    let request = client::request(Method::PUT, &uri)
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .header(header::CONTENT_LENGTH, len)
         .body(body)
@@ -150,12 +141,8 @@ pub async fn check_blob(
     len: u64,
 ) -> Result<(), BenchError> {
     const STEP: &str = "check blob (HEAD)";
-    let path = conn
-        .target()
-        .api_path(&format!("{repository}/blobs/{digest}"));
-    let request = conn
-        .target()
-        .request(Method::HEAD, &path)
+    let path = conn.api_path(&format!("{repository}/blobs/{digest}"));
+    let request = client::request(Method::HEAD, &path)
         .body(client::empty())
         .map_err(|source| BenchError::Request { step: STEP, source })?;
     let response = conn.send(STEP, request).await?;
@@ -175,8 +162,7 @@ pub async fn check_blob(
 
 /// Path of blob `digest` in `repository`.
 pub fn blob_path(conn: &Connection, repository: &str, digest: &Digest) -> String {
-    conn.target()
-        .api_path(&format!("{repository}/blobs/{digest}"))
+    conn.api_path(&format!("{repository}/blobs/{digest}"))
 }
 
 /// Fails unless header `name` is exactly `expected`.
@@ -200,6 +186,8 @@ pub fn expect_header(
     }
 }
 
+/// Checks the status and resolves the reply's `Location`, against the server that sent it
+/// (so an absolute URL must name that server, whichever server the next request goes to).
 fn next_session(
     conn: &Connection,
     step: &'static str,

@@ -29,9 +29,7 @@ pub async fn run(
 ) -> Result<Metrics, BenchError> {
     let len = blob.content.len();
     let path = protocol::blob_path(conn, &blob.repository, &blob.digest);
-    let request = conn
-        .target()
-        .request(Method::GET, &path)
+    let request = client::request(Method::GET, &path)
         .body(client::empty())
         .map_err(|source| BenchError::Request { step: STEP, source })?;
     let start = Instant::now();

@@ -8,7 +8,7 @@ use std::time::Instant;
 use hyper::{header, Method};
 use indicatif::ProgressBar;
 
-use super::client::{self, Connection, Target};
+use super::client::{self, Connection, Targets};
 use super::content::derive_seed;
 use super::error::BenchError;
 use super::protocol;
@@ -19,7 +19,7 @@ const STEP: &str = "range GET";
 
 /// Runs `options.range_connections` workers for `options.range_duration`.
 pub async fn run(
-    target: Arc<Target>,
+    targets: Arc<Targets>,
     blob: LargeBlob,
     seed: u64,
     options: &BenchOptions,
@@ -32,7 +32,7 @@ pub async fn run(
         options.range_duration,
         progress,
         |index, stop| {
-            let conn = Connection::new(Arc::clone(&target));
+            let conn = Connection::rotating(Arc::clone(&targets));
             let offsets = Offsets::new(derive_seed(seed, index as u64));
             worker(conn, Arc::clone(&blob), range, offsets, stop)
         },
@@ -53,9 +53,7 @@ async fn worker(
     while !stop.now() {
         let first = offsets.next_below(len - range + 1);
         let last = first + range - 1;
-        let request = conn
-            .target()
-            .request(Method::GET, &path)
+        let request = client::request(Method::GET, &path)
             .header(header::RANGE, format!("bytes={first}-{last}"))
             .body(client::empty())
             .map_err(|source| BenchError::Request { step: STEP, source })?;

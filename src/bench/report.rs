@@ -12,8 +12,8 @@ use super::Scenario;
 /// Everything a run measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
-    /// The registry's base URL.
-    pub url: String,
+    /// The registry's base URLs, in the order requests were sent to them (round robin).
+    pub urls: Vec<String>,
     /// The run's seed (hex): content and repository names derive from it.
     pub seed: String,
     /// Repository prefix used (`bench-SEED`).
@@ -89,7 +89,7 @@ impl BenchReport {
     /// A fixed-width table, one row per scenario.
     pub fn to_table(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "registry {}  seed {}", self.url, self.seed);
+        let _ = writeln!(out, "{}  seed {}", self.registries(), self.seed);
         let _ = writeln!(
             out,
             "{:<16} {:>6} {:>9} {:>10} {:>9} {:>9} {:>9} {:>12} {:>9}",
@@ -138,6 +138,14 @@ impl BenchReport {
         };
         let _ = writeln!(out, "{verdict}");
         out
+    }
+
+    /// `registry URL`, or with several URLs all of them and how they were used.
+    fn registries(&self) -> String {
+        match self.urls.as_slice() {
+            [url] => format!("registry {url}"),
+            urls => format!("registries {} (round robin per request)", urls.join(", ")),
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use indicatif::ProgressBar;
 
-use super::client::{Connection, Target};
+use super::client::{Connection, Targets};
 use super::content::{derive_seed, Content};
 use super::error::BenchError;
 use super::protocol;
@@ -18,7 +18,7 @@ use crate::digest::Digest;
 /// Runs `options.small_workers` workers for `options.small_duration`, all pushing to
 /// `repository`.
 pub async fn run(
-    target: Arc<Target>,
+    targets: Arc<Targets>,
     repository: String,
     seed: u64,
     options: &BenchOptions,
@@ -31,7 +31,7 @@ pub async fn run(
         options.small_duration,
         progress,
         |index, stop| {
-            let conn = Connection::new(Arc::clone(&target));
+            let conn = Connection::rotating(Arc::clone(&targets));
             worker(
                 conn,
                 Arc::clone(&repository),

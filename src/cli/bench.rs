@@ -15,11 +15,15 @@ use layerstore::bench::{self, BenchOptions, Scenario};
 /// status + next PATCH of an upload holding nearly the large blob's size. Content is
 /// random per run, under a random `bench-SEED/` repository prefix. Exit status 1 if any answer
 /// was wrong.
+///
+/// With several `--url`s (instances sharing one store and one secret, as behind a load
+/// balancer), requests go to each in turn, so every step of an upload may reach another
+/// instance.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Registry base URL (plain http).
-    #[arg(long, value_name = "URL")]
-    url: String,
+    /// Registry base URL (plain http); repeat to rotate requests among instances.
+    #[arg(long, value_name = "URL", required = true)]
+    url: Vec<String>,
     /// Scenarios to run (comma-separated) [default: all].
     #[arg(long, value_enum, value_delimiter = ',', value_name = "LIST")]
     only: Vec<ScenarioArg>,
@@ -32,7 +36,7 @@ pub struct BenchArgs {
     /// Size of each range GET.
     #[arg(long, value_parser = parse_size, default_value = "4K", value_name = "SIZE")]
     range_size: u64,
-    /// Connections for range GETs.
+    /// Connections for range GETs (each to every --url).
     #[arg(long, default_value_t = 32, value_name = "N")]
     connections: usize,
     /// Seconds of range GETs.
@@ -47,7 +51,8 @@ pub struct BenchArgs {
     /// Seconds of small pushes.
     #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
     small_seconds: f64,
-    /// The server's process id: report its CPU seconds per GiB and peak RSS (Linux).
+    /// The server's process id: report its CPU seconds per GiB and peak RSS (Linux; with
+    /// several --url, of that one instance only).
     #[arg(long, value_name = "PID")]
     server_pid: Option<u32>,
     /// Content seed in hex (default: random; reusing one re-pushes existing blobs).
@@ -122,7 +127,10 @@ pub fn run(args: BenchArgs) -> ExitCode {
 }
 
 fn options(args: BenchArgs) -> Result<BenchOptions, String> {
-    let mut options = BenchOptions::new(args.url);
+    let mut options = BenchOptions {
+        urls: args.url,
+        ..BenchOptions::new("")
+    };
     if !args.only.is_empty() {
         options.scenarios = args.only.into_iter().map(Scenario::from).collect();
     }
