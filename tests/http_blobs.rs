@@ -157,7 +157,7 @@ fn unknown_blob_and_wrong_methods() {
 #[test]
 fn hostile_paths_get_spec_errors_and_create_nothing() {
     let server = TestServer::start();
-    let before = common::files_below(&server.root);
+    let before = (common::files_below(&server.root), server.stored_files(""));
     let digest = sha256(b"x");
     let cases: &[(&str, &str, u16, Option<&str>)] = &[
         (
@@ -201,7 +201,7 @@ fn hostile_paths_get_spec_errors_and_create_nothing() {
         Some("NAME_INVALID")
     );
     assert_eq!(
-        common::files_below(&server.root),
+        (common::files_below(&server.root), server.stored_files("")),
         before,
         "nothing may be created"
     );

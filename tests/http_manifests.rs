@@ -92,7 +92,6 @@ fn push_and_pull_by_tag_and_digest() {
     assert!(reply.body.is_empty());
 
     // distribution's layout: revision link and both tag links hold the digest, no newline.
-    let repo = server.v2().join("repositories/app/_manifests");
     let hex = digest.strip_prefix("sha256:").unwrap();
     for link in [
         format!("revisions/sha256/{hex}/link"),
@@ -100,15 +99,13 @@ fn push_and_pull_by_tag_and_digest() {
         format!("tags/v1/index/sha256/{hex}/link"),
     ] {
         assert_eq!(
-            std::fs::read(repo.join(&link)).unwrap(),
+            server.read_stored(&format!("repositories/app/_manifests/{link}")),
             digest.as_bytes(),
             "{link}"
         );
     }
-    let blob = server
-        .v2()
-        .join(format!("blobs/sha256/{}/{hex}/data", &hex[..2]));
-    assert_eq!(std::fs::read(blob).unwrap(), body);
+    let blob = format!("blobs/sha256/{}/{hex}/data", &hex[..2]);
+    assert_eq!(server.read_stored(&blob), body);
 }
 
 #[test]
@@ -383,11 +380,10 @@ fn a_half_written_tag_is_not_listed() {
         201
     );
     let hex = digest.strip_prefix("sha256:").unwrap();
-    let index = server.v2().join(format!(
-        "repositories/app/_manifests/tags/half/index/sha256/{hex}"
-    ));
-    std::fs::create_dir_all(&index).unwrap();
-    std::fs::write(index.join("link"), &digest).unwrap();
+    server.write_stored(
+        &format!("repositories/app/_manifests/tags/half/index/sha256/{hex}/link"),
+        digest.as_bytes(),
+    );
     let list: Value = serde_json::from_slice(&server.get("/v2/app/tags/list").body).unwrap();
     assert_eq!(list["tags"], json!([]));
     assert_eq!(server.get("/v2/app/manifests/half").status, 404);

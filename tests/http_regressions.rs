@@ -83,11 +83,9 @@ fn referrer_deleted_by_another_registry_is_not_listed() {
 
     // What distribution's manifest DELETE does on disk.
     let hex = sha256(&removed).trim_start_matches("sha256:").to_owned();
-    let revision = server
-        .v2()
-        .join("repositories/app/_manifests/revisions/sha256")
-        .join(hex);
-    std::fs::remove_dir_all(revision).unwrap();
+    server.remove_stored(&format!(
+        "repositories/app/_manifests/revisions/sha256/{hex}"
+    ));
     let gone = server.request(
         "GET",
         &format!("/v2/app/manifests/{}", sha256(&removed)),

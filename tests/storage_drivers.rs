@@ -5,6 +5,7 @@
 use std::io::{Read, Write};
 use std::sync::Arc;
 
+use layerstore::storage::s3::{S3Config, S3Driver};
 use layerstore::storage::{
     DriverPath, FilesystemDriver, InMemoryDriver, StorageDriver, StorageError, WalkControl,
     MAX_CONTENT_LEN,
@@ -84,6 +85,49 @@ fn writers_append_and_resume(d: &dyn StorageDriver) {
     w.write_all(b"yz").unwrap();
     w.cancel().unwrap();
     assert!(matches!(d.stat(&path), Err(StorageError::NotFound(_))));
+}
+
+/// A writer dropped after `sync` (a request that ended) is continued by a new one (the next
+/// request, maybe on another instance), across part boundaries and after a read in between.
+fn unfinished_files_resume(d: &dyn StorageDriver) {
+    let path = p("/u/data");
+    let pattern = |n: usize, seed: u8| -> Vec<u8> { (0..n).map(|i| (i as u8) ^ seed).collect() };
+    let mut expected = Vec::new();
+    for (len, seed, read_back) in [
+        ((6 << 20) + 10, 1, false), // a whole part and a small tail
+        (3, 2, false),              // small writes after a small last part
+        ((5 << 20) + 1, 3, true),   // then read the unfinished file, then go on
+        (7, 4, false),
+    ] {
+        let mut w = d.writer(&path, true).unwrap();
+        assert_eq!(w.size(), expected.len() as u64);
+        let bytes = pattern(len, seed);
+        w.write_all(&bytes).unwrap();
+        w.sync().unwrap();
+        expected.extend_from_slice(&bytes);
+        drop(w);
+        assert_eq!(d.append_size(&path).unwrap(), expected.len() as u64);
+        if read_back {
+            d.finish_appends(&path).unwrap();
+            assert!(
+                read_all(d, "/u/data", 0) == expected,
+                "unfinished file reads back"
+            );
+        }
+    }
+    let w = d.writer(&path, true).unwrap();
+    assert_eq!(w.size(), expected.len() as u64);
+    w.commit().unwrap();
+    assert_eq!(d.stat(&path).unwrap().size, expected.len() as u64);
+    assert!(
+        read_all(d, "/u/data", 0) == expected,
+        "committed file is whole"
+    );
+    d.delete(&p("/u")).unwrap();
+    assert!(matches!(
+        d.append_size(&path),
+        Err(StorageError::NotFound(_))
+    ));
 }
 
 fn stat_and_list(d: &dyn StorageDriver) {
@@ -239,6 +283,11 @@ macro_rules! driver_suite {
                 super::writers_append_and_resume(&*d);
             }
             #[test]
+            fn unfinished_files_resume() {
+                let (_keep, d) = $make;
+                super::unfinished_files_resume(&*d);
+            }
+            #[test]
             fn stat_and_list() {
                 let (_keep, d) = $make;
                 super::stat_and_list(&*d);
@@ -339,4 +388,33 @@ fn filesystem_writer_flushes_behind_and_keeps_every_byte() {
     r.read_to_end(&mut last).unwrap();
     assert_eq!(&last[..4 << 20], &chunk[..]);
     assert_eq!(&last[4 << 20..], b"tail");
+}
+
+mod common;
+
+/// The same suite on S3: one real 3-node Garage cluster, each case under its own key prefix
+/// (one cluster for all cases, started once: it is the slow part).
+#[test]
+fn s3_driver_suite() {
+    let Some(cluster) = common::garage::GarageCluster::start() else {
+        return;
+    };
+    let driver = |prefix: &str| -> Arc<dyn StorageDriver> {
+        let mut config = S3Config::new(&cluster.bucket, prefix);
+        config.endpoint = Some(cluster.endpoint.clone());
+        config.region = Some(cluster.region.clone());
+        config.access_key_id = Some(cluster.access_key_id.clone());
+        config.secret_access_key = Some(cluster.secret_access_key.clone());
+        config.part_size = 5 << 20;
+        Arc::new(S3Driver::connect(config).expect("the bucket answers"))
+    };
+    content_round_trip(&*driver("content"));
+    readers_at_offsets(&*driver("readers"));
+    writers_append_and_resume(&*driver("writers"));
+    unfinished_files_resume(&*driver("unfinished"));
+    stat_and_list(&*driver("stat"));
+    move_and_delete(&*driver("move"));
+    walk_visits_everything_sorted(&*driver("walk"));
+    big_content_is_refused(&*driver("big"));
+    concurrent_writers_and_readers(driver("concurrent"));
 }

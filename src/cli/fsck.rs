@@ -1,28 +1,30 @@
-//! `layerstore fsck`: re-hash every blob and check every link of a storage root.
+//! `layerstore fsck`: re-hash every blob and check every link of a storage.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use layerstore::store::fsck::FsckEvent;
-use layerstore::store::Store;
 
-/// Re-hash every blob and check every link; exit 1 if anything is wrong.
+use super::storage_args::StorageArgs;
+
+/// Re-hash every blob and check every link of a storage; exit 1 if anything is wrong.
 ///
 /// Prints each corrupt blob and each dangling or bad link. Blobs are hashed in parallel. A
 /// progress bar is shown when stderr is a terminal.
 #[derive(Debug, Args)]
 pub struct FsckArgs {
-    /// Storage root.
-    #[arg(long, value_name = "DIR")]
-    root: PathBuf,
+    #[command(flatten)]
+    storage: StorageArgs,
 }
 
 pub fn run(args: FsckArgs) -> ExitCode {
-    let store = Store::filesystem(&args.root);
+    let store = match args.storage.open_store() {
+        Ok(store) => store,
+        Err(e) => return e.report("fsck"),
+    };
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = ProgressBar::new(0);
         if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed}") {

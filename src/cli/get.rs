@@ -1,7 +1,6 @@
 //! `layerstore get`: write a blob, or a byte range of it, to standard output.
 
 use std::io::{self, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
 
@@ -11,15 +10,16 @@ use layerstore::digest::Digest;
 use layerstore::names::RepositoryName;
 use layerstore::store::{ByteRange, Store, StoreError};
 
+use super::storage_args::StorageArgs;
+
 /// Write a blob, or an inclusive byte range of it, to standard output.
 ///
 /// With --repo the blob is read through that repository's link. An unknown digest or a range
 /// outside the blob is an error (exit status 1).
 #[derive(Debug, Args)]
 pub struct GetArgs {
-    /// Storage root.
-    #[arg(long, value_name = "DIR")]
-    root: PathBuf,
+    #[command(flatten)]
+    storage: StorageArgs,
     /// Read through this repository's link (else straight from the blob store).
     #[arg(long, value_name = "NAME")]
     repo: Option<RepositoryName>,
@@ -48,7 +48,11 @@ impl FromStr for RangeArg {
 }
 
 pub fn run(args: GetArgs) -> ExitCode {
-    match get(&args) {
+    let store = match args.storage.open_store() {
+        Ok(store) => store,
+        Err(e) => return e.report("get"),
+    };
+    match get(&store, &args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(StoreError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::FAILURE,
         Err(e) => {
@@ -58,8 +62,7 @@ pub fn run(args: GetArgs) -> ExitCode {
     }
 }
 
-fn get(args: &GetArgs) -> Result<(), StoreError> {
-    let store = Store::filesystem(&args.root);
+fn get(store: &Store, args: &GetArgs) -> Result<(), StoreError> {
     let (_, body) = store.open_blob(args.repo.as_ref(), &args.digest)?;
     let mut out = io::stdout().lock();
     body.write_to(args.range.map(|r| r.0), &mut out)?;

@@ -13,6 +13,7 @@ mod heap;
 mod purge;
 mod put;
 mod serve;
+mod storage_args;
 mod tarsum;
 
 /// layerstore: a content-addressable blob store for container registries.

@@ -1,23 +1,22 @@
 //! `layerstore purge-uploads`: delete upload sessions older than a given age.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use clap::Args;
 
-use layerstore::store::Store;
+use super::storage_args::StorageArgs;
 
 /// Delete upload sessions older than DURATION.
 ///
 /// Follows distribution's rule: only UUID-named sessions with a readable `startedat` are
-/// considered. Temporary files older than DURATION under ROOT/.layerstore-tmp (left by a
-/// process killed while writing) are deleted too.
+/// considered. Temporary files older than DURATION left by a process killed while writing are
+/// deleted too: files under ROOT/.layerstore-tmp in a directory, unfinished multipart uploads
+/// that belong to no session in a bucket.
 #[derive(Debug, Args)]
 pub struct PurgeArgs {
-    /// Storage root.
-    #[arg(long, value_name = "DIR")]
-    root: PathBuf,
+    #[command(flatten)]
+    storage: StorageArgs,
     /// Age limit, e.g. `168h`, `30m`, `7d`, `1h30m`.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     older_than: Duration,
@@ -27,7 +26,10 @@ pub struct PurgeArgs {
 }
 
 pub fn run(args: PurgeArgs) -> ExitCode {
-    let store = Store::filesystem(&args.root);
+    let store = match args.storage.open_store() {
+        Ok(store) => store,
+        Err(e) => return e.report("purge-uploads"),
+    };
     match store.purge_uploads(args.older_than, SystemTime::now(), args.dry_run) {
         Ok(report) => {
             for dir in &report.deleted {

@@ -12,15 +12,16 @@ use layerstore::digest::Digest;
 use layerstore::names::RepositoryName;
 use layerstore::store::{Store, StoreError, Upload};
 
+use super::storage_args::StorageArgs;
+
 /// Store FILE (or `-` for standard input) as a blob of REPO and print its digest.
 ///
 /// The input is streamed as an upload and committed; the bytes are hashed while they are
 /// written, in one pass.
 #[derive(Debug, Args)]
 pub struct PutArgs {
-    /// Storage root (data lives under ROOT/docker/registry/v2, like distribution's rootdirectory).
-    #[arg(long, value_name = "DIR")]
-    root: PathBuf,
+    #[command(flatten)]
+    storage: StorageArgs,
     /// Repository to link the blob into.
     #[arg(long, value_name = "NAME")]
     repo: RepositoryName,
@@ -33,7 +34,11 @@ pub struct PutArgs {
 }
 
 pub fn run(args: PutArgs) -> ExitCode {
-    match put(&args) {
+    let store = match args.storage.open_store() {
+        Ok(store) => store,
+        Err(e) => return e.report("put"),
+    };
+    match put(&store, &args) {
         Ok(digest) => {
             println!("{digest}");
             ExitCode::SUCCESS
@@ -45,8 +50,7 @@ pub fn run(args: PutArgs) -> ExitCode {
     }
 }
 
-fn put(args: &PutArgs) -> Result<Digest, StoreError> {
-    let store = Store::filesystem(&args.root);
+fn put(store: &Store, args: &PutArgs) -> Result<Digest, StoreError> {
     let mut upload = store.create_upload(&args.repo)?;
     let fed = if args.input.as_os_str() == "-" {
         upload.append_from(&mut io::stdin().lock()).map(|_| ())

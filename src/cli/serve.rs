@@ -1,4 +1,4 @@
-//! `layerstore serve`: the OCI distribution server on a filesystem root.
+//! `layerstore serve`: the OCI distribution server on a storage (a directory or an S3 bucket).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,28 +11,33 @@ use layerstore::digest::TarsumVersion;
 use layerstore::http::app::AppState;
 use layerstore::http::server::{Limits, Server};
 use layerstore::http::token::TokenSigner;
+use layerstore::storage::{http_secret, SecretSource, StorageLocation, HTTP_SECRET_PATH};
 use layerstore::store::Store;
+
+use super::storage_args::{open_store, ConfigStorage, S3Table, StorageArgs};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:5000";
 
-/// Serve the OCI distribution API (Docker Registry HTTP API V2) over a storage root.
+/// Serve the OCI distribution API (Docker Registry HTTP API V2) over a storage.
 ///
-/// With no arguments it listens on 127.0.0.1:5000 with its root in the user's data directory
+/// With no arguments it listens on 127.0.0.1:5000 with its data in the user's data directory
 /// ($XDG_DATA_HOME/layerstore, else ~/.local/share/layerstore). Each setting is taken from the
-/// command line, else the environment, else the config file, else the default. The root is laid
-/// out exactly like the distribution registry's filesystem storage (ROOT/docker/registry/v2/…),
-/// so either can serve the other's data. SIGINT/SIGTERM stop accepting, finish in-flight
-/// requests, and exit 0.
+/// command line, else the environment, else the config file, else the default. The data is laid
+/// out exactly like the distribution registry's storage (ROOT/docker/registry/v2/… in a
+/// directory, PREFIX/docker/registry/v2/… in a bucket), so either can serve the other's data.
+/// With --storage s3://BUCKET[/PREFIX] the bucket is checked at start: a missing bucket, refused
+/// credentials or an unreachable endpoint stop serve with one line and exit status 1.
+/// SIGINT/SIGTERM stop accepting, finish in-flight requests, and exit 0.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:5000].
     #[arg(long, env = "LAYERSTORE_LISTEN", value_name = "ADDR")]
     listen: Option<SocketAddr>,
-    /// Storage root directory (distribution's `rootdirectory`).
-    #[arg(long, env = "LAYERSTORE_ROOT", value_name = "DIR")]
-    root: Option<PathBuf>,
-    /// Secret for upload tokens; instances that share a root need the same one. Random per
-    /// process (with a warning) when unset.
+    #[command(flatten)]
+    storage: StorageArgs,
+    /// Secret for upload tokens; instances that share a storage need the same one. When unset,
+    /// the one kept in the storage (at /layerstore/http-secret, made on first start) is used,
+    /// so instances sharing a storage agree without configuration.
     #[arg(
         long,
         env = "LAYERSTORE_SECRET",
@@ -45,7 +50,9 @@ pub struct ServeArgs {
     /// data once more).
     #[arg(long, env = "LAYERSTORE_TARSUM", value_name = "VERSION", value_parser = ["v0", "v1", "dev"])]
     tarsum: Option<String>,
-    /// TOML config file with any of: listen, root, secret, delete_enabled, tarsum.
+    /// TOML config file with any of: listen, storage, root, secret, delete_enabled, tarsum, and
+    /// an [s3] table (region, endpoint, access_key_id, secret_access_key, session_token,
+    /// part_size, redirect) used where the AWS_* environment does not say.
     #[arg(long, env = "LAYERSTORE_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
 }
@@ -55,23 +62,41 @@ pub struct ServeArgs {
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
     listen: Option<SocketAddr>,
+    storage: Option<String>,
     root: Option<PathBuf>,
     secret: Option<String>,
     delete_enabled: Option<bool>,
     tarsum: Option<String>,
+    s3: Option<S3Table>,
 }
 
 pub fn run(args: ServeArgs) -> ExitCode {
     match serve(args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
+        Err(Failure::Usage(message)) => {
+            eprintln!("layerstore serve: {message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Failed(message)) => {
             eprintln!("layerstore serve: {message}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn serve(args: ServeArgs) -> Result<(), String> {
+/// Why serve stopped: a usage error (exit status 2, like clap's) or a failure (1).
+enum Failure {
+    Usage(String),
+    Failed(String),
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure::Failed(message)
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<(), Failure> {
     init_logging();
     super::heap::tune_for_serving();
     let file = match &args.config {
@@ -82,19 +107,38 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         .listen
         .or(file.listen)
         .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default address"));
-    let root = args.root.or(file.root).unwrap_or_else(default_root);
-    std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
-    let signer = match args.secret.or(file.secret) {
-        Some(secret) => TokenSigner::new(secret),
-        None => {
-            tracing::warn!(
-                "no secret configured (--secret, LAYERSTORE_SECRET or the config file): using a \
-                 random one; uploads cannot move to another instance or survive a restart"
-            );
-            TokenSigner::random().map_err(|e| format!("random secret: {e}"))?
-        }
+    let config_storage = ConfigStorage {
+        file: args.config.as_deref(),
+        storage: file.storage.as_deref(),
+        root: file.root.as_deref(),
     };
-    let mut store = Store::filesystem(&root);
+    let location = args
+        .storage
+        .resolve(
+            |name: &str| std::env::var_os(name),
+            &config_storage,
+            Some(default_root()),
+        )
+        .map_err(|e| {
+            if e.is_usage() {
+                Failure::Usage(e.to_string())
+            } else {
+                Failure::Failed(e.to_string())
+            }
+        })?;
+    let s3 = file
+        .s3
+        .unwrap_or_default()
+        .settings(|name| std::env::var(name).ok())
+        .map_err(|e| match &args.config {
+            Some(path) => format!("{}: {e}", path.display()),
+            None => e,
+        })?;
+    if let StorageLocation::Filesystem(root) = &location {
+        std::fs::create_dir_all(root).map_err(|e| format!("{}: {e}", root.display()))?;
+    }
+    let mut store = open_store(&location, s3).map_err(|e| e.to_string())?;
+    let signer = token_signer(args.secret.or(file.secret).as_deref(), &store)?;
     if let Some(version) = args.tarsum.or(file.tarsum) {
         store = store.with_tarsum(tarsum_version(&version)?);
     }
@@ -113,12 +157,40 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             .await
             .map_err(|e| format!("listening on {listen}: {e}"))?;
         let bound = server.local_addr().map_err(|e| e.to_string())?;
-        tracing::info!(address = %bound, root = %root.display(), "layerstore serving");
+        tracing::info!(address = %bound, storage = %location, "layerstore serving");
         server
             .run(shutdown_signal())
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| Failure::Failed(e.to_string()))
     })
+}
+
+/// The upload-token signer: the configured secret, else the one kept in the storage
+/// ([`http_secret`]). A storage that cannot keep one (read-only, say) gets a random secret with
+/// a warning, as before secrets were stored: serving pulls does not need it.
+fn token_signer(configured: Option<&str>, store: &Store) -> Result<TokenSigner, String> {
+    match http_secret(configured, store.driver().as_ref()) {
+        Ok(secret) => {
+            if secret.source() != SecretSource::Configured {
+                tracing::info!(
+                    path = HTTP_SECRET_PATH,
+                    created = secret.source() == SecretSource::Created,
+                    "no secret configured (--secret, LAYERSTORE_SECRET or the config file): \
+                     using the one kept in the storage, shared by every instance on it"
+                );
+            }
+            Ok(TokenSigner::new(secret.into_bytes()))
+        }
+        Err(e) => {
+            tracing::warn!(
+                path = HTTP_SECRET_PATH,
+                error = %e,
+                "no secret configured, and none can be kept in the storage: using a random \
+                 one; uploads cannot move to another instance or survive a restart"
+            );
+            TokenSigner::random().map_err(|e| format!("random secret: {e}"))
+        }
+    }
 }
 
 fn tarsum_version(name: &str) -> Result<TarsumVersion, String> {

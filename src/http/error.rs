@@ -4,7 +4,7 @@
 //! the `From` impls below are the whole mapping. Server-side failures are logged here with their
 //! full cause and answered without internals (no paths, no OS messages) in the body.
 
-use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 use serde_json::json;
 
@@ -151,8 +151,25 @@ impl From<StoreError> for ApiError {
             StoreError::Storage(StorageError::Io { ref source, .. }) if is_out_of_space(source) => {
                 ApiError::internal(Unavailable, &e)
             }
+            StoreError::Storage(ref storage) if is_backend_unavailable(storage) => {
+                ApiError::internal(Unavailable, &e)
+                    .header(RETRY_AFTER, HeaderValue::from_static("5"))
+            }
             other => ApiError::internal(Unknown, &other),
         }
+    }
+}
+
+/// An object store that is down, throttling or refusing the credentials: 503, retry later. A
+/// writer reports it inside an `io::Error` (the `Write` trait), so look there too.
+fn is_backend_unavailable(e: &StorageError) -> bool {
+    match e {
+        StorageError::Unavailable { .. } => true,
+        StorageError::Io { source, .. } => source
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<StorageError>())
+            .is_some_and(is_backend_unavailable),
+        _ => false,
     }
 }
 

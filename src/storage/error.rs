@@ -52,6 +52,28 @@ pub enum StorageError {
         #[source]
         source: io::Error,
     },
+    /// The storage backend could not be reached or refused the request (an object store that is
+    /// down, throttling, or rejecting the credentials). Retried inside the driver first; what
+    /// comes out here is worth a 503 and a retry later.
+    #[error("{op} {path}: storage backend unavailable: {message}")]
+    Unavailable {
+        /// The operation (`GetObject`, `PutObject`, ...).
+        op: &'static str,
+        /// The path it was applied to.
+        path: DriverPath,
+        /// What the backend said.
+        message: String,
+    },
+    /// The storage backend answered with an error that retrying will not fix.
+    #[error("{op} {path}: {message}")]
+    Backend {
+        /// The operation (`GetObject`, `PutObject`, ...).
+        op: &'static str,
+        /// The path it was applied to.
+        path: DriverPath,
+        /// What the backend said.
+        message: String,
+    },
 }
 
 impl StorageError {

@@ -1,26 +1,27 @@
 //! Storage drivers: the narrow interface between the blob store and the bytes' home.
 //!
 //! [`StorageDriver`] follows distribution's `storagedriver` so that a store written through one
-//! backend has the same keys as distribution's. Two drivers ship: [`FilesystemDriver`] (the
-//! default; a root directory) and [`InMemoryDriver`] (tests, caches). Every method takes a
-//! validated [`DriverPath`], so no input can address anything outside the driver's root.
-//!
-//! The trait assumes nothing an object store (S3) lacks. How each method maps onto S3:
+//! backend has the same keys as distribution's. Three drivers ship: [`FilesystemDriver`] (the
+//! default; a root directory), [`S3Driver`] (any S3-compatible bucket) and [`InMemoryDriver`]
+//! (tests, caches). Every method takes a validated [`DriverPath`], so no input can address
+//! anything outside the driver's root.
 //!
 //! | method | filesystem | S3 |
 //! |---|---|---|
 //! | `get_content` | read the file | `GetObject` |
 //! | `put_content` | temp file, fsync, rename, fsync dir (atomic) | `PutObject` (atomic by nature) |
 //! | `reader(path, offset)` | open + seek | `GetObject` with `Range: bytes=offset-` |
-//! | `writer(path, append)` | open for append | multipart upload; append resumes it (list parts) |
-//! | `FileWriter::sync` | `fsync` | flush buffered part(s) |
-//! | `FileWriter::commit` | `fsync` | `CompleteMultipartUpload` |
-//! | `stat` | `metadata` | `HeadObject`, else `ListObjectsV2` prefix (a "directory") |
+//! | `writer(path, append)` | open for append | multipart upload; append finds it (`ListMultipartUploads`, `ListParts`) |
+//! | `FileWriter::sync` | `fsync` | upload the buffered tail as the next part |
+//! | `FileWriter::commit` | `fsync` | `CompleteMultipartUpload` (or one `PutObject`) |
+//! | `stat` | `metadata` | `HeadObject`, else a `ListObjectsV2` prefix (a "directory") |
+//! | `append_size` | `metadata` | sum of the unfinished upload's parts |
 //! | `list` | `read_dir`, sorted | `ListObjectsV2` with delimiter `/` (sorted by key) |
-//! | `move_to` | `rename` + fsync dirs | `CopyObject` + `DeleteObject` |
-//! | `delete` | remove file or tree | `DeleteObjects` over a prefix listing |
+//! | `move_to` | `rename` + fsync dirs | `CopyObject` (`UploadPartCopy` over 5 GiB) + `DeleteObject` |
+//! | `delete` | remove file or tree | `DeleteObjects` a page at a time, abort unfinished uploads |
 //! | `walk` | `list` + `stat`, depth first | `ListObjectsV2` without delimiter |
 //! | `map` | `mmap` (zero copy) | not available (`None`): callers stream |
+//! | `redirect_url` | none | presigned `GetObject` URL (with `redirect`) |
 //!
 //! Directories are implicit, as on S3: writing a file creates its parents; a directory exists
 //! while something is in it. No method relies on hard links, permissions or empty directories.
@@ -29,8 +30,11 @@ mod error;
 pub mod filesystem;
 mod fs_writer;
 pub mod inmemory;
+pub mod location;
 mod path;
 pub mod paths;
+pub mod s3;
+pub mod secret;
 
 use std::io::{Read, Write};
 use std::time::SystemTime;
@@ -38,8 +42,13 @@ use std::time::SystemTime;
 pub use error::StorageError;
 pub use filesystem::FilesystemDriver;
 pub use inmemory::InMemoryDriver;
+pub use location::{
+    http_secret, HttpSecret, LocationError, S3Settings, SecretSource, StorageLocation,
+    HTTP_SECRET_PATH,
+};
 pub use path::{DriverPath, PathError, MAX_COMPONENT_LEN, MAX_PATH_LEN};
 pub use paths::PathSpec;
+pub use s3::S3Driver;
 
 /// Largest file [`StorageDriver::get_content`] reads whole. Links, hash states and `startedat`
 /// are tiny; manifests are limited to 4 MiB by the registry. Anything larger is streamed.
@@ -80,6 +89,20 @@ pub trait FileWriter: Write + Send + std::fmt::Debug {
     fn commit(self: Box<Self>) -> Result<(), StorageError>;
     /// Closes the writer and deletes the file.
     fn cancel(self: Box<Self>) -> Result<(), StorageError>;
+
+    /// How many bytes from the start of the file are durable already, without a
+    /// [`sync`](FileWriter::sync): an object store's uploaded parts. Writers that make nothing
+    /// durable on their own (a local file before `fsync`) say 0.
+    fn durable_len(&mut self) -> u64 {
+        0
+    }
+
+    /// The file size at which the writer will next make bytes durable on its own (the end of
+    /// the part being filled), if it does that. An upload saves its hash state there, so a
+    /// crash in the middle of a long body resumes from the last part, not from zero.
+    fn part_boundary(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A storage backend. Implementations are shared between threads (`Send + Sync`); the API is
@@ -106,6 +129,25 @@ pub trait StorageDriver: Send + Sync + std::fmt::Debug {
     /// Size, kind and modification time of a file or directory.
     fn stat(&self, path: &DriverPath) -> Result<FileInfo, StorageError>;
 
+    /// The size a writer opened on `path` with `append` would start at. Same as `stat`'s size
+    /// on a filesystem; an object store also counts an unfinished multipart upload there,
+    /// which is what an upload's `data` is until it is committed.
+    fn append_size(&self, path: &DriverPath) -> Result<u64, StorageError> {
+        let info = self.stat(path)?;
+        if info.is_dir {
+            return Err(StorageError::IsDirectory(path.clone()));
+        }
+        Ok(info.size)
+    }
+
+    /// Makes a file that writers append to readable as a whole, before it is read: an object
+    /// store completes its unfinished multipart upload (when that holds the newest bytes), since
+    /// parts cannot be read until then. Where files are always readable, nothing to do.
+    fn finish_appends(&self, path: &DriverPath) -> Result<(), StorageError> {
+        let _ = path;
+        Ok(())
+    }
+
     /// The direct children of a directory, sorted by path.
     fn list(&self, path: &DriverPath) -> Result<Vec<DriverPath>, StorageError>;
 
@@ -127,6 +169,13 @@ pub trait StorageDriver: Send + Sync + std::fmt::Debug {
     /// A read-only memory map of a whole file, when the backend can give one (zero-copy reads).
     /// `None` means "not supported here": stream with [`reader`](StorageDriver::reader).
     fn map(&self, path: &DriverPath) -> Option<Result<memmap2::Mmap, StorageError>> {
+        let _ = path;
+        None
+    }
+
+    /// A URL a client can fetch the file from directly (an object store's presigned URL), when
+    /// the driver is configured to hand them out. `None`: serve the bytes.
+    fn redirect_url(&self, path: &DriverPath) -> Option<Result<String, StorageError>> {
         let _ = path;
         None
     }

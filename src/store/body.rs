@@ -71,6 +71,17 @@ impl std::fmt::Debug for BlobBody {
 }
 
 impl BlobBody {
+    /// Where a client may fetch the blob directly (an object store's presigned URL), when the
+    /// driver hands such URLs out (`redirect = true` on S3).
+    pub fn redirect_url(&self) -> Option<Result<String, StoreError>> {
+        match self {
+            BlobBody::Mapped(_) => None,
+            BlobBody::Stream { driver, path, .. } => driver
+                .redirect_url(path)
+                .map(|r| r.map_err(StoreError::from)),
+        }
+    }
+
     /// Size of the blob.
     pub fn len(&self) -> u64 {
         match self {

@@ -53,6 +53,8 @@ pub struct Upload {
     hasher: ResumableSha256,
     /// Opened on the first append; `None` until then and after a failure.
     writer: Option<Box<dyn FileWriter>>,
+    /// Hash states taken at the writer's part boundaries, saved once those bytes are durable.
+    part_states: Vec<ResumableSha256>,
     /// A write failed part-way: `data` and `hasher` may disagree, so the handle refuses work.
     broken: bool,
     /// TarSum beside SHA-256, when the store computes it ([`Store::with_tarsum`]).
@@ -78,6 +80,7 @@ impl Store {
             started_at,
             hasher: ResumableSha256::new(),
             writer: None,
+            part_states: Vec::new(),
             broken: false,
             tarsum: self.tarsum.map(UploadTarsum::new),
             _claim: claim,
@@ -104,6 +107,7 @@ impl Store {
             started_at,
             hasher: ResumableSha256::new(),
             writer: None,
+            part_states: Vec::new(),
             broken: false,
             tarsum: None,
             _claim: claim,
@@ -113,6 +117,7 @@ impl Store {
             let state = PathSpec::UploadTarsumState { repo, id }.to_path()?;
             let data = upload.data_path()?;
             let size = upload.offset();
+            self.driver.finish_appends(&data)?;
             upload.tarsum = Some(UploadTarsum::restore(
                 version,
                 &*self.driver,
@@ -132,8 +137,8 @@ impl Store {
     ) -> Result<UploadStatus, StoreError> {
         let started_at = self.read_started_at(repo, id)?;
         let data = PathSpec::UploadData { repo, id }.to_path()?;
-        let offset = match self.driver.stat(&data) {
-            Ok(info) => info.size,
+        let offset = match self.driver.append_size(&data) {
+            Ok(size) => size,
             // No `data`: nothing received yet, or a commit moved it into the blob store and
             // crashed before finishing. Same answer as `resume_upload` gives (without restoring
             // anything or claiming the session), so the status agrees with the next PATCH.
@@ -229,14 +234,21 @@ impl Upload {
             return Err(StoreError::BlobUploadInterrupted(self.id.clone()));
         }
         let mut writer = self.take_writer()?;
+        let boundary = writer.part_boundary();
+        let start = self.hasher.len();
         let hasher = &mut self.hasher;
         let tarsum = &mut self.tarsum;
+        let mut at_boundary = None;
+        let snapshot = &mut at_boundary;
         let mut hash = move || {
+            let mut offset = start;
             for piece in pieces {
-                hasher.update(piece.as_ref());
+                let bytes = piece.as_ref();
+                hash_around(hasher, bytes, offset, boundary, snapshot);
                 if let Some(tarsum) = tarsum.as_mut() {
-                    tarsum.update(piece.as_ref());
+                    tarsum.update(bytes);
                 }
+                offset += bytes.len() as u64;
             }
         };
         let mut write = || pieces.iter().try_for_each(|p| writer.write_all(p.as_ref()));
@@ -246,17 +258,30 @@ impl Upload {
         } else {
             write().map(|()| hash())
         };
-        if written.is_ok() {
-            self.writer = Some(writer);
-        }
-        written.map_err(|e| {
+        if let Err(e) = written {
             self.broken = true;
-            StoreError::Storage(StorageError::Io {
+            return Err(StoreError::Storage(StorageError::Io {
                 op: "write",
                 path: self.data_path().unwrap_or_else(|_| DriverPath::root()),
                 source: e,
-            })
-        })
+            }));
+        }
+        self.part_states.extend(at_boundary);
+        let durable = writer.durable_len();
+        self.writer = Some(writer);
+        self.save_part_state(durable)
+    }
+
+    /// Saves the newest hash state taken at a part boundary that the writer reports durable
+    /// (object stores upload parts while the body streams), so that a crash in the middle of a
+    /// long body resumes from the last part instead of reading everything back.
+    fn save_part_state(&mut self, durable: u64) -> Result<(), StoreError> {
+        let Some(index) = self.part_states.iter().rposition(|s| s.len() <= durable) else {
+            return Ok(());
+        };
+        let state = self.part_states[index].clone();
+        self.part_states.drain(..=index);
+        self.save_hash_state(&state)
     }
 
     /// The open writer of `data` (opened at the hashed offset on first use), taken out of
@@ -311,6 +336,18 @@ impl Upload {
         Ok(())
     }
 
+    /// Closes `data` for good: commits the open writer, or opens one (at the end) and commits
+    /// it. On a filesystem that is an fsync; an object store completes the unfinished upload, so
+    /// the commit can move `data` without reading it.
+    fn finish_data(&mut self) -> Result<(), StoreError> {
+        let writer = match self.writer.take() {
+            Some(writer) => writer,
+            None => self.driver.writer(&self.data_path()?, true)?,
+        };
+        writer.commit()?;
+        Ok(())
+    }
+
     /// Deletes the session.
     pub fn cancel(mut self) -> Result<(), StoreError> {
         self.writer = None;
@@ -327,9 +364,9 @@ impl Upload {
         if self.broken {
             return Err(StoreError::BlobUploadInterrupted(self.id.clone()));
         }
-        // 1. data durable (also creates an empty data file for a session that never had one).
-        self.sync_data()?;
-        self.writer = None;
+        // 1. data durable and whole (also creates an empty data file for a session that never
+        // had one; on an object store, completes its multipart upload).
+        self.finish_data()?;
         // 2. verify, keeping the session on failure.
         let canonical = self.hasher.digest();
         let actual = match claimed.algorithm() {
@@ -392,6 +429,7 @@ impl Upload {
     /// One pass over `data` with another algorithm (sha512 claims).
     fn rehash(&self, algorithm: HashAlgorithm) -> Result<Digest, StoreError> {
         let mut hasher = Hasher::new(algorithm);
+        self.driver.finish_appends(&self.data_path()?)?;
         hash_range(
             &*self.driver,
             &self.data_path()?,
@@ -410,6 +448,7 @@ impl Upload {
             return Ok(sum);
         }
         let data = self.data_path()?;
+        self.driver.finish_appends(&data)?;
         match tarsum_of_data(&*self.driver, &data, self.offset(), claimed)? {
             Some(sum) => Digest::from_bytes(claimed.algorithm(), &sum.to_bytes())
                 .map_err(|_| StoreError::UnsupportedDigest(claimed.clone())),
@@ -437,11 +476,10 @@ impl Upload {
         self.session().states_dir()
     }
 
-    /// Writes the Go-format state for the current offset, then removes the other states.
+    /// Writes the Go-format state for the current offset (and the TarSum state), then removes
+    /// the other states.
     fn save_state(&mut self) -> Result<(), StoreError> {
         let offset = self.offset();
-        let path = self.states_dir()?.join(&offset.to_string())?;
-        self.driver.put_content(&path, &self.hasher.to_go_bytes())?;
         if let Some(tarsum) = &self.tarsum {
             let state = PathSpec::UploadTarsumState {
                 repo: &self.repo,
@@ -450,6 +488,16 @@ impl Upload {
             .to_path()?;
             tarsum.save(&*self.driver, &state, offset)?;
         }
+        self.part_states.clear();
+        let hasher = self.hasher.clone();
+        self.save_hash_state(&hasher)
+    }
+
+    /// Writes `state` at `hashstates/sha256/<its offset>`, then removes the other states.
+    fn save_hash_state(&self, state: &ResumableSha256) -> Result<(), StoreError> {
+        let offset = state.len();
+        let path = self.states_dir()?.join(&offset.to_string())?;
+        self.driver.put_content(&path, &state.to_go_bytes())?;
         for stale in self
             .session()
             .saved_offsets()?
@@ -465,14 +513,17 @@ impl Upload {
     /// Brings `hasher` to the size of `data` (see [`Store::resume_upload`]).
     fn restore(&mut self) -> Result<(), StoreError> {
         let data = self.data_path()?;
-        let size = match self.driver.stat(&data) {
-            Ok(info) => info.size,
+        let size = match self.driver.append_size(&data) {
+            Ok(size) => size,
             Err(StorageError::NotFound(_)) => return self.restore_published(),
             Err(e) => return Err(e.into()),
         };
         self.hasher = self.session().best_state(size)?.unwrap_or_default();
+        let from = self.hasher.len();
+        if from < size {
+            self.driver.finish_appends(&data)?;
+        }
         let hasher = &mut self.hasher;
-        let from = hasher.len();
         hash_range(&*self.driver, &data, from, size, &mut |b| hasher.update(b))?;
         Ok(())
     }
@@ -499,5 +550,25 @@ impl Upload {
         writer.commit()?;
         self.hasher = state;
         Ok(())
+    }
+}
+
+/// Feeds `bytes` (which start at `offset`) to `hasher`, keeping a copy of the state at
+/// `boundary` when the bytes cross it.
+fn hash_around(
+    hasher: &mut ResumableSha256,
+    bytes: &[u8],
+    offset: u64,
+    boundary: Option<u64>,
+    snapshot: &mut Option<ResumableSha256>,
+) {
+    match boundary {
+        Some(b) if offset < b && b <= offset + bytes.len() as u64 => {
+            let (head, rest) = bytes.split_at((b - offset) as usize);
+            hasher.update(head);
+            *snapshot = Some(hasher.clone());
+            hasher.update(rest);
+        }
+        _ => hasher.update(bytes),
     }
 }

@@ -3,7 +3,9 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod backend;
 pub mod faults;
+pub mod garage;
 pub mod process;
 
 use std::net::SocketAddr;
@@ -16,12 +18,15 @@ use hyper::{HeaderMap, Method, Request, StatusCode};
 use layerstore::http::app::AppState;
 use layerstore::http::server::{Limits, Server};
 use layerstore::http::token::TokenSigner;
+use layerstore::storage::{DriverPath, WalkControl};
 use layerstore::store::Store;
 
 /// A running server; dropping it shuts it down.
 pub struct TestServer {
     pub addr: SocketAddr,
     pub root: PathBuf,
+    /// The server's store (filesystem or S3), for tests that look at or change what is stored.
+    pub store: Store,
     _dir: Option<tempfile::TempDir>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -40,7 +45,7 @@ impl TestServer {
     /// A server over `root` with `secret` (several may share one root).
     pub fn start_on(root: &Path, secret: &str) -> Self {
         let state = AppState {
-            store: Store::filesystem(root),
+            store: backend::store_for(root),
             signer: TokenSigner::new(secret),
             body_idle_timeout: Duration::from_secs(10),
             delete_enabled: true,
@@ -50,6 +55,7 @@ impl TestServer {
 
     /// A server with explicit state and limits.
     pub fn start_with(root: &Path, state: AppState, limits: Limits) -> Self {
+        let store = state.store.clone();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -75,6 +81,7 @@ impl TestServer {
         TestServer {
             addr,
             root: root.to_path_buf(),
+            store,
             _dir: None,
             shutdown: Some(shutdown_tx),
             thread: Some(thread),
@@ -100,6 +107,46 @@ impl TestServer {
     pub fn v2(&self) -> PathBuf {
         self.root.join("docker/registry/v2")
     }
+
+    /// The stored file at `relative` (below `/docker/registry/v2`), on whatever storage the
+    /// server uses.
+    pub fn read_stored(&self, relative: &str) -> Vec<u8> {
+        self.store.driver().get_content(&v2_path(relative)).unwrap()
+    }
+
+    /// Writes a stored file below `/docker/registry/v2` (what another registry would write).
+    pub fn write_stored(&self, relative: &str, content: &[u8]) {
+        self.store
+            .driver()
+            .put_content(&v2_path(relative), content)
+            .unwrap();
+    }
+
+    /// Deletes a stored file or directory below `/docker/registry/v2`.
+    pub fn remove_stored(&self, relative: &str) {
+        self.store.driver().delete(&v2_path(relative)).unwrap();
+    }
+
+    /// Every stored file below `relative` (below `/docker/registry/v2`; `""` for all), as paths
+    /// relative to it, sorted.
+    pub fn stored_files(&self, relative: &str) -> Vec<String> {
+        let base = if relative.is_empty() {
+            DriverPath::parse("/docker/registry/v2").unwrap()
+        } else {
+            v2_path(relative)
+        };
+        let mut files = Vec::new();
+        let walked = self.store.driver().walk(&base, &mut |info| {
+            if !info.is_dir {
+                let full = info.path.as_str();
+                files.push(full[base.as_str().len() + 1..].to_owned());
+            }
+            Ok(WalkControl::Continue)
+        });
+        layerstore::storage::missing_is_ok(walked).unwrap();
+        files.sort();
+        files
+    }
 }
 
 impl Drop for TestServer {
@@ -111,6 +158,10 @@ impl Drop for TestServer {
             let _ = thread.join();
         }
     }
+}
+
+fn v2_path(relative: &str) -> DriverPath {
+    DriverPath::parse(&format!("/docker/registry/v2/{relative}")).unwrap()
 }
 
 /// A complete response.

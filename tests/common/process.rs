@@ -1,10 +1,13 @@
-//! The real `layerstore serve` binary as a child process on 127.0.0.1 (port 0), for tests that
-//! kill it or watch its file descriptors and memory.
+//! Child processes in tests: the real `layerstore serve` binary on 127.0.0.1 (port 0), for tests
+//! that kill it or watch its file descriptors and memory; and for external tools (the real
+//! clients, distribution 2.8, Garage): guards that always kill them, free ports, commands with a
+//! deadline, and the rule for a missing tool (fails in CI, skips elsewhere).
 
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// A server process that is killed (SIGKILL) when dropped.
 pub struct ServerProcess {
@@ -90,5 +93,108 @@ impl ServerProcess {
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
+    }
+}
+
+/// Reports a missing tool: panics in CI, prints "skipping" elsewhere.
+pub fn missing(what: &str) {
+    if std::env::var_os("CI").is_some() {
+        panic!("{what} is required in CI but not installed (see the install section of .ci/run)");
+    }
+    eprintln!("skipping: {what} not installed");
+}
+
+/// A child process that is killed and reaped when dropped, whatever the test did.
+pub struct ChildGuard {
+    child: Child,
+    what: String,
+    log: Option<PathBuf>,
+}
+
+impl ChildGuard {
+    pub fn spawn(mut command: Command, what: &str) -> Self {
+        let child = command
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {what}: {e}"));
+        ChildGuard {
+            child,
+            what: what.to_owned(),
+            log: None,
+        }
+    }
+
+    /// Names the file the process logs to, so a failure can show it.
+    pub fn with_log(mut self, log: PathBuf) -> Self {
+        self.log = Some(log);
+        self
+    }
+
+    /// `Err` with the exit status and the log if the process has already exited.
+    pub fn exited(&mut self) -> Result<(), String> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => {
+                let log = self
+                    .log
+                    .as_ref()
+                    .and_then(|path| std::fs::read_to_string(path).ok())
+                    .unwrap_or_default();
+                Err(format!("{} exited: {status}\n{log}", self.what))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port that was free a moment ago (for servers that need a port number up front).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// Runs a command with a deadline; kills it when the deadline passes. Returns its output.
+pub fn run_with_timeout(mut command: Command, timeout: Duration) -> Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {command:?}: {e}"));
+    let deadline = Instant::now() + timeout;
+    // Drain the pipes on threads so a chatty child cannot block on a full pipe.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stdout, &mut buf);
+        buf
+    });
+    let err = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stderr, &mut buf);
+        buf
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{command:?} did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
     }
 }

@@ -34,7 +34,25 @@ pub async fn get(
 ) -> Result<Response<Body>, ApiError> {
     let store = state.store.clone();
     let lookup = digest.clone();
-    let (_, blob) = blocking(move || store.open_blob(Some(&name), &lookup)).await?;
+    let head = request.method() == Method::HEAD;
+    let (blob, redirect) = blocking(move || {
+        let (_, blob) = store.open_blob(Some(&name), &lookup)?;
+        let redirect = if head { None } else { blob.redirect_url() };
+        Ok::<_, crate::store::StoreError>((blob, redirect.transpose()?))
+    })
+    .await?;
+    if let Some(url) = redirect {
+        // As distribution's `redirect`: the client fetches (and ranges) from storage directly.
+        let mut response = status_only(StatusCode::TEMPORARY_REDIRECT);
+        response
+            .headers_mut()
+            .insert(hyper::header::LOCATION, header_value(url));
+        return Ok(with_blob_headers(
+            response,
+            &digest,
+            &format!("\"{digest}\""),
+        ));
+    }
     let etag = format!("\"{digest}\"");
     let headers = request.headers();
     if header_str(headers, &IF_NONE_MATCH).is_some_and(|v| etag_matches(v, &digest)) {
@@ -47,11 +65,19 @@ pub async fn get(
     let size = blob.len();
     let range_header = header_str(headers, &RANGE)
         .filter(|_| header_str(headers, &IF_RANGE).is_none_or(|v| etag_matches(v, &digest)));
-    let head = request.method() == Method::HEAD;
     let response = match resolve(range_header, size) {
         RangeAnswer::Full => whole(blob, head).await?,
         RangeAnswer::Single(range) => partial(blob, range, head).await?,
-        RangeAnswer::Multiple(ranges) => multipart(&blob, &ranges, head),
+        RangeAnswer::Multiple(ranges) => match &blob {
+            BlobBody::Mapped(_) => multipart(&blob, &ranges, head),
+            // Parts are read into memory: allowed up to a bound, else the whole blob streams.
+            BlobBody::Stream { .. } if total_len(&ranges) > MULTIPART_READ_LIMIT => {
+                whole(blob, head).await?
+            }
+            BlobBody::Stream { .. } => {
+                blocking(move || Ok::<_, ApiError>(multipart(&blob, &ranges, head))).await?
+            }
+        },
         RangeAnswer::Unsatisfiable => {
             return Ok(ApiError::new(ErrorCode::RangeInvalid, None)
                 .header(CONTENT_RANGE, header_value(format!("bytes */{size}")))
@@ -102,6 +128,14 @@ async fn partial(blob: BlobBody, range: ByteRange, head: bool) -> Result<Respons
     headers.insert(CONTENT_LENGTH, HeaderValue::from(range.len()));
     headers.insert(CONTENT_RANGE, header_value(content_range(range, size)));
     Ok(response)
+}
+
+/// The most bytes a `multipart/byteranges` answer reads into memory from a streamed (not
+/// mapped) blob; more is answered with the whole blob, as RFC 9110 allows.
+const MULTIPART_READ_LIMIT: u64 = 16 << 20;
+
+fn total_len(ranges: &[ByteRange]) -> u64 {
+    ranges.iter().map(|r| r.len()).sum()
 }
 
 /// A body for `range` of the blob: a slice of the map, or a stream opened on a blocking thread.

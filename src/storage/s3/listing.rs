@@ -1,0 +1,251 @@
+//! Listings on S3, one `ListObjectsV2` page (at most 1,000 keys) in memory at a time.
+//!
+//! Directories are key prefixes. [`list`] asks with delimiter `/` for one level; [`walk`] lists
+//! every key below a path without a delimiter and makes up the directories from the keys, in
+//! key order; a directory the visitor skips is jumped over by starting the next request after
+//! it (`StartAfter`), so skipping `_manifests` costs one request, not a page per revision.
+
+use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+
+use super::client::{storage_error, system_time, S3Client};
+use super::multipart;
+use crate::storage::{DriverPath, FileInfo, StorageError, WalkControl};
+
+/// Sorts after every valid key below a prefix: `StartAfter` for skipping a directory.
+const AFTER_EVERYTHING: char = '\u{10FFFF}';
+
+/// One page of keys.
+struct Page {
+    objects: Vec<(String, u64, std::time::SystemTime)>,
+    prefixes: Vec<String>,
+    next: Option<String>,
+}
+
+fn list_page(
+    client: &S3Client,
+    prefix: &str,
+    delimiter: bool,
+    start_after: Option<String>,
+    token: Option<String>,
+    path: &DriverPath,
+) -> Result<Page, StorageError> {
+    let request = client
+        .sdk
+        .list_objects_v2()
+        .bucket(&client.bucket)
+        .prefix(prefix)
+        .set_delimiter(delimiter.then(|| "/".to_owned()))
+        .set_start_after(start_after)
+        .set_continuation_token(token);
+    let output = client
+        .run(async move { request.send().await })
+        .map_err(|e| storage_error("ListObjectsV2", path, e))?;
+    let objects = output
+        .contents()
+        .iter()
+        .filter_map(|o| {
+            let key = o.key()?.to_owned();
+            let size = o.size().unwrap_or_default().max(0) as u64;
+            Some((key, size, system_time(o.last_modified())))
+        })
+        .collect();
+    let prefixes = output
+        .common_prefixes()
+        .iter()
+        .filter_map(|p| p.prefix().map(str::to_owned))
+        .collect();
+    let next = match output.is_truncated() {
+        Some(true) => output.next_continuation_token().map(str::to_owned),
+        _ => None,
+    };
+    Ok(Page {
+        objects,
+        prefixes,
+        next,
+    })
+}
+
+/// The direct children of `path`, sorted; [`StorageError::NotFound`] when there are none.
+pub(crate) fn list(client: &S3Client, path: &DriverPath) -> Result<Vec<DriverPath>, StorageError> {
+    let prefix = client.dir_prefix(path);
+    let mut children = Vec::new();
+    let mut token = None;
+    loop {
+        let page = list_page(client, &prefix, true, None, token, path)?;
+        let keys = page.objects.into_iter().map(|(key, _, _)| key);
+        children.extend(keys.chain(page.prefixes).filter_map(|k| client.path_of(&k)));
+        token = page.next;
+        if token.is_none() {
+            break;
+        }
+    }
+    children.retain(|child| child != path);
+    if children.is_empty() {
+        return Err(match super::object_size(client, path)? {
+            Some(_) => StorageError::NotADirectory(path.clone()),
+            None => StorageError::NotFound(path.clone()),
+        });
+    }
+    children.sort();
+    children.dedup();
+    Ok(children)
+}
+
+/// True when some key lies below `path`.
+pub(crate) fn is_dir(
+    client: &S3Client,
+    path: &DriverPath,
+) -> Result<Option<FileInfo>, StorageError> {
+    let prefix = client.dir_prefix(path);
+    let request = client
+        .sdk
+        .list_objects_v2()
+        .bucket(&client.bucket)
+        .prefix(&prefix)
+        .max_keys(1);
+    let output = client
+        .run(async move { request.send().await })
+        .map_err(|e| storage_error("ListObjectsV2", path, e))?;
+    Ok(output.contents().first().map(|o| FileInfo {
+        path: path.clone(),
+        size: 0,
+        is_dir: true,
+        modified: system_time(o.last_modified()),
+    }))
+}
+
+/// Visits every file and directory below `path` in key order (see the module docs).
+pub(crate) fn walk(
+    client: &S3Client,
+    path: &DriverPath,
+    visit: &mut dyn FnMut(&FileInfo) -> Result<WalkControl, StorageError>,
+) -> Result<(), StorageError> {
+    let base = client.dir_prefix(path);
+    let mut open: Vec<String> = Vec::new();
+    let mut start_after = None;
+    let mut token = None;
+    let mut seen_any = false;
+    loop {
+        let page = list_page(client, &base, false, start_after.take(), token.take(), path)?;
+        let mut restart = None;
+        for (key, size, modified) in page.objects {
+            seen_any = true;
+            let relative = &key[base.len()..];
+            if relative.is_empty() || relative.ends_with('/') {
+                continue; // a "directory marker" object some tools write
+            }
+            let components: Vec<&str> = relative.split('/').collect();
+            let (file, dirs) = components.split_last().expect("split gives one piece");
+            let common = open
+                .iter()
+                .zip(dirs)
+                .take_while(|(a, b)| a.as_str() == **b)
+                .count();
+            open.truncate(common);
+            for dir in &dirs[common..] {
+                let dir_key = format!("{base}{}{dir}", prefix_of(&open));
+                let Some(dir_path) = client.path_of(&dir_key) else {
+                    break;
+                };
+                let info = FileInfo {
+                    path: dir_path,
+                    size: 0,
+                    is_dir: true,
+                    modified,
+                };
+                if visit(&info)? == WalkControl::SkipDir {
+                    restart = Some(format!("{dir_key}/{AFTER_EVERYTHING}"));
+                    break;
+                }
+                open.push((*dir).to_owned());
+            }
+            if restart.is_some() {
+                break;
+            }
+            if open.len() != dirs.len() {
+                continue; // below a directory whose name is not a valid path
+            }
+            let _ = file;
+            if let Some(file_path) = client.path_of(&key) {
+                let info = FileInfo {
+                    path: file_path,
+                    size,
+                    is_dir: false,
+                    modified,
+                };
+                visit(&info)?;
+            }
+        }
+        match (restart, page.next) {
+            (Some(after), _) => start_after = Some(after),
+            (None, Some(next)) => token = Some(next),
+            (None, None) => break,
+        }
+    }
+    if !seen_any {
+        return Err(StorageError::NotFound(path.clone()));
+    }
+    Ok(())
+}
+
+fn prefix_of(open: &[String]) -> String {
+    open.iter().map(|d| format!("{d}/")).collect()
+}
+
+/// Deletes every object below `path` and aborts every unfinished upload there, a page at a
+/// time; returns whether anything was there.
+pub(crate) fn delete_below(client: &S3Client, path: &DriverPath) -> Result<bool, StorageError> {
+    let prefix = client.dir_prefix(path);
+    let mut found = false;
+    loop {
+        // Always the first page: what it names is deleted before the next request.
+        let page = list_page(client, &prefix, false, None, None, path)?;
+        if page.objects.is_empty() {
+            break;
+        }
+        found = true;
+        let keys: Vec<String> = page.objects.into_iter().map(|(k, _, _)| k).collect();
+        delete_keys(client, keys, path)?;
+    }
+    for (key, id, _) in multipart::list_uploads(client, &prefix, path)? {
+        found = true;
+        multipart::abort(client, &key, &id, path)?;
+    }
+    Ok(found)
+}
+
+fn delete_keys(
+    client: &S3Client,
+    keys: Vec<String>,
+    path: &DriverPath,
+) -> Result<(), StorageError> {
+    let objects = keys
+        .into_iter()
+        .filter_map(|key| ObjectIdentifier::builder().key(key).build().ok())
+        .collect();
+    let delete = Delete::builder()
+        .set_objects(Some(objects))
+        .quiet(true)
+        .build()
+        .map_err(|e| super::client::unavailable("DeleteObjects", path, e.to_string()))?;
+    let request = client
+        .sdk
+        .delete_objects()
+        .bucket(&client.bucket)
+        .delete(delete);
+    let output = client
+        .run(async move { request.send().await })
+        .map_err(|e| storage_error("DeleteObjects", path, e))?;
+    if let Some(failed) = output.errors().first() {
+        return Err(super::client::unavailable(
+            "DeleteObjects",
+            path,
+            format!(
+                "{}: {}",
+                failed.key().unwrap_or_default(),
+                failed.message().unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(())
+}

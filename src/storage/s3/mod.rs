@@ -1,0 +1,369 @@
+//! The S3 driver: distribution's `s3` storage on any S3-compatible object store.
+//!
+//! Keys are distribution's: a [`DriverPath`] `/docker/registry/v2/...` is the key
+//! `PREFIX/docker/registry/v2/...`, so distribution 2.8 (with `rootdirectory: /PREFIX`) and
+//! layerstore read and write the same bucket.
+//!
+//! The [`StorageDriver`] trait stays synchronous. The driver owns a small tokio runtime and runs
+//! each S3 call on it, waiting on a plain channel, so it can be called from any thread (the
+//! store's callers already run it on blocking threads).
+
+mod config;
+
+pub use config::{S3Config, DEFAULT_PART_SIZE, MAX_COPY_OBJECT, MIN_PART_SIZE};
+mod client;
+mod listing;
+mod multipart;
+mod reader;
+mod writer;
+
+use std::io::Read;
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_s3::presigning::PresigningConfig;
+use bytes::Bytes;
+
+use self::client::{storage_error, system_time, unavailable, S3Client};
+use super::MAX_CONTENT_LEN;
+use super::{DriverPath, FileInfo, FileWriter, StorageDriver, StorageError, WalkControl};
+
+/// How long a presigned blob URL stays valid (`redirect`).
+const PRESIGNED_FOR: Duration = Duration::from_secs(20 * 60);
+
+/// A [`StorageDriver`] on an S3 bucket. Cheap to clone; clones share the connection.
+///
+/// ```no_run
+/// use layerstore::storage::s3::{S3Config, S3Driver};
+/// use layerstore::store::Store;
+///
+/// let mut config = S3Config::new("registry", "prod");
+/// config.endpoint = Some("http://127.0.0.1:3900".into());
+/// let driver = S3Driver::connect(config).expect("bucket reachable");
+/// let store = Store::new(std::sync::Arc::new(driver));
+/// ```
+#[derive(Debug, Clone)]
+pub struct S3Driver {
+    client: S3Client,
+    part_size: u64,
+    redirect: bool,
+}
+
+impl S3Driver {
+    /// Connects and checks the bucket answers: a missing bucket, refused credentials or an
+    /// unreachable endpoint is one [`StorageError::Unavailable`] with a clear message, at once.
+    pub fn connect(config: S3Config) -> Result<S3Driver, StorageError> {
+        let client = S3Client::connect(&config)?;
+        Ok(S3Driver {
+            client,
+            part_size: config.part_size.max(MIN_PART_SIZE),
+            redirect: config.redirect,
+        })
+    }
+
+    /// The multipart part size in use.
+    pub fn part_size(&self) -> u64 {
+        self.part_size
+    }
+
+    /// Completes the unfinished multipart upload at `path`, if there is one, so its bytes can
+    /// be read or copied; returns whether there was one.
+    fn complete_unfinished(&self, path: &DriverPath) -> Result<bool, StorageError> {
+        let key = self.client.key(path);
+        let object = object_size(&self.client, path)?;
+        match multipart::find(&self.client, &key, path)? {
+            Some(found)
+                if !found.parts.is_empty() && object.is_none_or(|size| found.size() >= size) =>
+            {
+                multipart::complete(&self.client, &key, &found.upload_id, &found.parts, path)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    fn head(&self, path: &DriverPath) -> Result<Option<FileInfo>, StorageError> {
+        let request = self
+            .client
+            .sdk
+            .head_object()
+            .bucket(&self.client.bucket)
+            .key(self.client.key(path));
+        match self.client.run(async move { request.send().await }) {
+            Ok(output) => Ok(Some(FileInfo {
+                path: path.clone(),
+                size: output.content_length().unwrap_or_default().max(0) as u64,
+                is_dir: false,
+                modified: system_time(output.last_modified()),
+            })),
+            Err(e) => match storage_error("HeadObject", path, e) {
+                StorageError::NotFound(_) => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    fn copy_object(
+        &self,
+        source: &DriverPath,
+        dest: &DriverPath,
+        size: u64,
+    ) -> Result<(), StorageError> {
+        let (source_key, dest_key) = (self.client.key(source), self.client.key(dest));
+        if size <= MAX_COPY_OBJECT {
+            let request = self
+                .client
+                .sdk
+                .copy_object()
+                .bucket(&self.client.bucket)
+                .key(&dest_key)
+                .copy_source(self.client.copy_source(&source_key));
+            self.client
+                .run(async move { request.send().await })
+                .map_err(|e| storage_error("CopyObject", source, e))?;
+            return Ok(());
+        }
+        let id = multipart::create(&self.client, &dest_key, dest)?;
+        let parts = multipart::copy_parts(&self.client, &source_key, &dest_key, &id, size, dest);
+        match parts {
+            Ok(parts) => multipart::complete(&self.client, &dest_key, &id, &parts, dest),
+            Err(e) => {
+                let _ = multipart::abort(&self.client, &dest_key, &id, dest);
+                Err(e)
+            }
+        }
+    }
+
+    fn delete_key(&self, path: &DriverPath) -> Result<(), StorageError> {
+        let request = self
+            .client
+            .sdk
+            .delete_object()
+            .bucket(&self.client.bucket)
+            .key(self.client.key(path));
+        self.client
+            .run(async move { request.send().await })
+            .map_err(|e| storage_error("DeleteObject", path, e))?;
+        Ok(())
+    }
+}
+
+/// The size of the complete object at `path`, if there is one.
+fn object_size(client: &S3Client, path: &DriverPath) -> Result<Option<u64>, StorageError> {
+    let request = client
+        .sdk
+        .head_object()
+        .bucket(&client.bucket)
+        .key(client.key(path));
+    match client.run(async move { request.send().await }) {
+        Ok(output) => Ok(Some(
+            output.content_length().unwrap_or_default().max(0) as u64
+        )),
+        Err(e) => match storage_error("HeadObject", path, e) {
+            StorageError::NotFound(_) => Ok(None),
+            other => Err(other),
+        },
+    }
+}
+
+impl StorageDriver for S3Driver {
+    fn name(&self) -> &'static str {
+        "s3"
+    }
+
+    fn get_content(&self, path: &DriverPath) -> Result<Vec<u8>, StorageError> {
+        let request = self
+            .client
+            .sdk
+            .get_object()
+            .bucket(&self.client.bucket)
+            .key(self.client.key(path));
+        let path_for_error = path.clone();
+        let result = self.client.run(async move {
+            let output = request
+                .send()
+                .await
+                .map_err(|e| storage_error("GetObject", &path_for_error, e))?;
+            let size = output.content_length().unwrap_or_default().max(0) as u64;
+            if size > MAX_CONTENT_LEN {
+                return Err(StorageError::TooLarge {
+                    path: path_for_error,
+                    size,
+                    limit: MAX_CONTENT_LEN,
+                });
+            }
+            let body = output
+                .body
+                .collect()
+                .await
+                .map_err(|e| unavailable("GetObject", &path_for_error, e.to_string()))?;
+            Ok(body.into_bytes().to_vec())
+        });
+        match result {
+            Err(StorageError::NotFound(_)) if listing::is_dir(&self.client, path)?.is_some() => {
+                Err(StorageError::IsDirectory(path.clone()))
+            }
+            other => other,
+        }
+    }
+
+    fn put_content(&self, path: &DriverPath, content: &[u8]) -> Result<(), StorageError> {
+        let body = Bytes::copy_from_slice(content);
+        let request = self
+            .client
+            .sdk
+            .put_object()
+            .bucket(&self.client.bucket)
+            .key(self.client.key(path))
+            .content_length(body.len() as i64)
+            .body(body.into());
+        self.client
+            .run(async move { request.send().await })
+            .map_err(|e| storage_error("PutObject", path, e))?;
+        Ok(())
+    }
+
+    fn reader(&self, path: &DriverPath, offset: u64) -> Result<Box<dyn Read + Send>, StorageError> {
+        match reader::open(&self.client, path, offset) {
+            Err(StorageError::NotFound(_)) if self.complete_unfinished(path)? => {
+                reader::open(&self.client, path, offset)
+            }
+            other => other,
+        }
+    }
+
+    fn writer(&self, path: &DriverPath, append: bool) -> Result<Box<dyn FileWriter>, StorageError> {
+        Ok(Box::new(writer::S3Writer::open(
+            &self.client,
+            path,
+            append,
+            self.part_size,
+        )?))
+    }
+
+    fn stat(&self, path: &DriverPath) -> Result<FileInfo, StorageError> {
+        if let Some(info) = self.head(path)? {
+            return Ok(info);
+        }
+        if let Some(info) = listing::is_dir(&self.client, path)? {
+            return Ok(info);
+        }
+        // A file being written: an unfinished multipart upload (ours or distribution's).
+        let key = self.client.key(path);
+        match multipart::find(&self.client, &key, path)? {
+            Some(found) => Ok(FileInfo {
+                path: path.clone(),
+                size: found.size(),
+                is_dir: false,
+                modified: SystemTime::now(),
+            }),
+            None => Err(StorageError::NotFound(path.clone())),
+        }
+    }
+
+    /// An unfinished multipart upload counts, and wins over an object at the same key when it
+    /// holds at least as many bytes (a writer reopened the object and went on).
+    fn append_size(&self, path: &DriverPath) -> Result<u64, StorageError> {
+        let key = self.client.key(path);
+        let object = object_size(&self.client, path)?;
+        let unfinished = multipart::find(&self.client, &key, path)?.map(|m| m.size());
+        match (unfinished, object) {
+            (Some(parts), object) if object.is_none_or(|size| parts >= size) => Ok(parts),
+            (_, Some(size)) => Ok(size),
+            (None, None) => match listing::is_dir(&self.client, path)? {
+                Some(_) => Err(StorageError::IsDirectory(path.clone())),
+                None => Err(StorageError::NotFound(path.clone())),
+            },
+            (Some(_), None) => unreachable!("matched by the first arm"),
+        }
+    }
+
+    fn finish_appends(&self, path: &DriverPath) -> Result<(), StorageError> {
+        self.complete_unfinished(path).map(|_| ())
+    }
+
+    fn list(&self, path: &DriverPath) -> Result<Vec<DriverPath>, StorageError> {
+        listing::list(&self.client, path)
+    }
+
+    fn move_to(&self, source: &DriverPath, dest: &DriverPath) -> Result<(), StorageError> {
+        let size = match self.head(source)? {
+            Some(info) => info.size,
+            None if self.complete_unfinished(source)? => {
+                self.head(source)?
+                    .ok_or_else(|| StorageError::NotFound(source.clone()))?
+                    .size
+            }
+            None => return Err(StorageError::NotFound(source.clone())),
+        };
+        self.copy_object(source, dest, size)?;
+        self.delete_key(source)
+    }
+
+    fn delete(&self, path: &DriverPath) -> Result<(), StorageError> {
+        let key = self.client.key(path);
+        let mut found = self.head(path)?.is_some();
+        if found {
+            self.delete_key(path)?;
+        }
+        for id in multipart::upload_ids(&self.client, &key, path, true)? {
+            found = true;
+            multipart::abort(&self.client, &key, &id, path)?;
+        }
+        if listing::delete_below(&self.client, path)? {
+            found = true;
+        }
+        if found {
+            Ok(())
+        } else {
+            Err(StorageError::NotFound(path.clone()))
+        }
+    }
+
+    /// Aborts unfinished multipart uploads started before `cutoff` that belong to no upload
+    /// session (a copy into the blob store cut short by a crash); sessions' own are purged
+    /// with their session.
+    fn sweep_temp_files(&self, cutoff: SystemTime) -> Result<u64, StorageError> {
+        let root = DriverPath::root();
+        let prefix = self.client.dir_prefix(&root);
+        let mut swept = 0;
+        for (key, id, initiated) in multipart::list_uploads(&self.client, &prefix, &root)? {
+            if initiated < cutoff && !key.contains("/_uploads/") {
+                multipart::abort(&self.client, &key, &id, &root)?;
+                swept += 1;
+            }
+        }
+        Ok(swept)
+    }
+
+    fn walk(
+        &self,
+        path: &DriverPath,
+        visit: &mut dyn FnMut(&FileInfo) -> Result<WalkControl, StorageError>,
+    ) -> Result<(), StorageError> {
+        listing::walk(&self.client, path, visit)
+    }
+
+    fn redirect_url(&self, path: &DriverPath) -> Option<Result<String, StorageError>> {
+        if !self.redirect {
+            return None;
+        }
+        let request = self
+            .client
+            .sdk
+            .get_object()
+            .bucket(&self.client.bucket)
+            .key(self.client.key(path));
+        let presigning = match PresigningConfig::expires_in(PRESIGNED_FOR) {
+            Ok(config) => config,
+            Err(e) => return Some(Err(unavailable("presign", path, e.to_string()))),
+        };
+        let presigned = self
+            .client
+            .run(async move { request.presigned(presigning).await });
+        Some(
+            presigned
+                .map(|p| p.uri().to_owned())
+                .map_err(|e| storage_error("presign", path, e)),
+        )
+    }
+}
