@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Side by side in one run: `layerstore bench` against `layerstore serve` and against the
 # distribution registry 2.8 (`docker-registry`), each on a fresh temporary filesystem root on
-# this machine, with --server-pid for the server's CPU and peak RSS. Appends a section with
-# the machine, versions, commands, both results and the ratios to docs/benchmarks.md.
+# this machine (or, with --storage s3, each under its own prefix of one bucket on a fresh
+# 3-node Garage cluster started by benches/garage.sh), with --server-pid for the server's CPU
+# and peak RSS. Appends a section with the machine, versions, commands, both results and the
+# ratios to docs/benchmarks.md.
 #
-# Usage: benches/compare.sh [extra `layerstore bench` options, e.g. --blob-size 256M]
+# Usage: benches/compare.sh [--storage s3] [extra `layerstore bench` options, e.g. --blob-size 256M]
 # Environment: CARGO_TARGET_DIR (default: target), ROUNDS (default 1: runs per server,
 # alternating; the table reports the median of each figure), NO_DOCS=1 to only print,
 # COMPARE_DIR (default /tmp: where both storage roots go, e.g. /dev/shm for tmpfs), DD_MIB
@@ -15,6 +17,9 @@ cd "$(dirname "$0")/.."
 repo=$(pwd)
 target=${CARGO_TARGET_DIR:-$repo/target}
 rounds=${ROUNDS:-1}
+storage=filesystem
+if [ "${1:-}" = --storage ]; then storage=$2; shift 2; fi
+case $storage in filesystem | s3) ;; *) echo "--storage: filesystem or s3" >&2; exit 2 ;; esac
 bench_args=("$@")
 
 cargo build --release --quiet
@@ -25,6 +30,7 @@ pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
+    if [ "$storage" = s3 ]; then benches/garage.sh stop "$work/garage" 2>/dev/null || true; fi
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -40,7 +46,24 @@ wait_port() {
 
 ls_port=$(free_port)
 mkdir -p "$work/layerstore"
-"$ls_bin" serve --listen "127.0.0.1:$ls_port" --root "$work/layerstore" --secret compare \
+if [ "$storage" = s3 ]; then
+    eval "$(GARAGE_PORT_BASE=${GARAGE_PORT_BASE:-39100} benches/garage.sh start "$work/garage")"
+    ls_storage=(--storage "s3://$LAYERSTORE_BUCKET/layerstore")
+    dist_storage="  s3:
+    region: $AWS_REGION
+    regionendpoint: $AWS_ENDPOINT_URL
+    bucket: $LAYERSTORE_BUCKET
+    accesskey: $AWS_ACCESS_KEY_ID
+    secretkey: $AWS_SECRET_ACCESS_KEY
+    secure: false
+    v4auth: true
+    rootdirectory: /distribution"
+else
+    ls_storage=(--root "$work/layerstore")
+    dist_storage="  filesystem:
+    rootdirectory: $work/distribution"
+fi
+"$ls_bin" serve --listen "127.0.0.1:$ls_port" "${ls_storage[@]}" --secret compare \
     >"$work/layerstore.log" 2>&1 &
 ls_pid=$!; pids+=("$ls_pid")
 
@@ -51,8 +74,7 @@ version: 0.1
 log:
   level: error
 storage:
-  filesystem:
-    rootdirectory: $work/distribution
+$dist_storage
   delete:
     enabled: true
   cache:
@@ -60,7 +82,8 @@ storage:
 http:
   addr: 127.0.0.1:$dr_port
 YAML
-docker-registry serve "$work/registry.yml" >"$work/distribution.log" 2>&1 &
+# distribution's AWS SDK panics at start when AWS_CA_BUNDLE is set.
+env -u AWS_CA_BUNDLE docker-registry serve "$work/registry.yml" >"$work/distribution.log" 2>&1 &
 dr_pid=$!; pids+=("$dr_pid")
 
 wait_port "$ls_port"; wait_port "$dr_port"
@@ -75,9 +98,11 @@ for round in $(seq "$rounds"); do
     done
 done
 
-section=$(python3 - "$work" "$rounds" "${bench_args[*]:-}" <<'PY'
+section=$(python3 - "$work" "$rounds" "${bench_args[*]:-}" "$storage" <<'PY'
 import json, statistics, sys, platform, subprocess
-work, rounds, args = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+work, rounds, args, storage = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+if storage != "filesystem":
+    args = f"--storage {storage} {args}".strip()
 
 def load(server):
     runs = [json.load(open(f"{work}/{server}-{r}.json")) for r in range(1, rounds + 1)]
@@ -142,6 +167,19 @@ PY
 )
 
 sha=$(openssl speed -seconds 2 -evp sha256 2>/dev/null | tail -1)
+if [ "$storage" = s3 ]; then
+    section="$section
+
+Storage: one bucket on a 3-node Garage 2.5.0 cluster on loopback (replication factor 3,
+benches/garage.sh), layerstore under prefix \`layerstore\`, distribution under \`distribution\`.
+
+One-core SHA-256 limit (\`openssl speed -seconds 2 -evp sha256\`): \`$sha\`"
+    echo "$section"
+    if [ -z "${NO_DOCS:-}" ]; then
+        printf '\n## layerstore vs distribution 2.8 on S3 (benches/compare.sh --storage s3, %s)\n\n%s\n' "$(date -u +%Y-%m-%dT%H:%MZ)" "$section" >>docs/benchmarks.md
+    fi
+    exit 0
+fi
 # The storage's own ceiling for durable writes, on the filesystem holding both roots: one
 # fdatasync at the end (a monolithic push), and one per 16 MiB (a chunked push).
 dd_mib=${DD_MIB:-1024}

@@ -192,8 +192,8 @@ fn prefix_of(open: &[String]) -> String {
     open.iter().map(|d| format!("{d}/")).collect()
 }
 
-/// Deletes every object below `path` and aborts every unfinished upload there, a page at a
-/// time; returns whether anything was there.
+/// Deletes every object below `path` and aborts every unfinished upload at or below it, a page
+/// at a time; returns whether anything was there.
 pub(crate) fn delete_below(client: &S3Client, path: &DriverPath) -> Result<bool, StorageError> {
     let prefix = client.dir_prefix(path);
     let mut found = false;
@@ -204,12 +204,20 @@ pub(crate) fn delete_below(client: &S3Client, path: &DriverPath) -> Result<bool,
             break;
         }
         found = true;
+        let more = page.next.is_some();
         let keys: Vec<String> = page.objects.into_iter().map(|(k, _, _)| k).collect();
         delete_keys(client, keys, path)?;
+        if !more {
+            break;
+        }
     }
-    for (key, id, _) in multipart::list_uploads(client, &prefix, path)? {
-        found = true;
-        multipart::abort(client, &key, &id, path)?;
+    // One listing for the file itself (`key`) and everything below it (`key/`).
+    let key = client.key(path);
+    for (upload_key, id, _) in multipart::list_uploads(client, &key, path)? {
+        if upload_key == key || upload_key.starts_with(&prefix) {
+            found = true;
+            multipart::abort(client, &upload_key, &id, path)?;
+        }
     }
     Ok(found)
 }

@@ -244,19 +244,28 @@ impl StorageDriver for S3Driver {
         if let Some(info) = self.head(path)? {
             return Ok(info);
         }
-        if let Some(info) = listing::is_dir(&self.client, path)? {
-            return Ok(info);
-        }
-        // A file being written: an unfinished multipart upload (ours or distribution's).
+        // Not an object: a "directory" (keys below it), or a file being written (an unfinished
+        // multipart upload, ours or distribution's). Both asked at once.
+        let (client, dir_path) = (self.client.clone(), path.clone());
+        let dir = self
+            .client
+            .spawn(async move { tokio::task::spawn_blocking(move || listing::is_dir(&client, &dir_path)).await });
         let key = self.client.key(path);
-        match multipart::find(&self.client, &key, path)? {
-            Some(found) => Ok(FileInfo {
+        let unfinished = multipart::find(&self.client, &key, path)?;
+        let dir = self
+            .client
+            .run(dir)
+            .map_err(|e| unavailable("ListObjectsV2", path, e.to_string()))?
+            .map_err(|e| unavailable("ListObjectsV2", path, e.to_string()))??;
+        match (dir, unfinished) {
+            (Some(info), _) => Ok(info),
+            (None, Some(found)) => Ok(FileInfo {
                 path: path.clone(),
                 size: found.size(),
                 is_dir: false,
                 modified: SystemTime::now(),
             }),
-            None => Err(StorageError::NotFound(path.clone())),
+            (None, None) => Err(StorageError::NotFound(path.clone())),
         }
     }
 
@@ -300,14 +309,9 @@ impl StorageDriver for S3Driver {
     }
 
     fn delete(&self, path: &DriverPath) -> Result<(), StorageError> {
-        let key = self.client.key(path);
         let mut found = self.head(path)?.is_some();
         if found {
             self.delete_key(path)?;
-        }
-        for id in multipart::upload_ids(&self.client, &key, path, true)? {
-            found = true;
-            multipart::abort(&self.client, &key, &id, path)?;
         }
         if listing::delete_below(&self.client, path)? {
             found = true;
