@@ -247,9 +247,9 @@ impl StorageDriver for S3Driver {
         // Not an object: a "directory" (keys below it), or a file being written (an unfinished
         // multipart upload, ours or distribution's). Both asked at once.
         let (client, dir_path) = (self.client.clone(), path.clone());
-        let dir = self
-            .client
-            .spawn(async move { tokio::task::spawn_blocking(move || listing::is_dir(&client, &dir_path)).await });
+        let dir = self.client.spawn(async move {
+            tokio::task::spawn_blocking(move || listing::is_dir(&client, &dir_path)).await
+        });
         let key = self.client.key(path);
         let unfinished = multipart::find(&self.client, &key, path)?;
         let dir = self
