@@ -240,33 +240,13 @@ impl StorageDriver for S3Driver {
         )?))
     }
 
+    /// An object, or a "directory" (keys below it). A file still being written (an unfinished
+    /// multipart upload) is not seen here: its size is [`append_size`](Self::append_size).
     fn stat(&self, path: &DriverPath) -> Result<FileInfo, StorageError> {
         if let Some(info) = self.head(path)? {
             return Ok(info);
         }
-        // Not an object: a "directory" (keys below it), or a file being written (an unfinished
-        // multipart upload, ours or distribution's). Both asked at once.
-        let (client, dir_path) = (self.client.clone(), path.clone());
-        let dir = self.client.spawn(async move {
-            tokio::task::spawn_blocking(move || listing::is_dir(&client, &dir_path)).await
-        });
-        let key = self.client.key(path);
-        let unfinished = multipart::find(&self.client, &key, path)?;
-        let dir = self
-            .client
-            .run(dir)
-            .map_err(|e| unavailable("ListObjectsV2", path, e.to_string()))?
-            .map_err(|e| unavailable("ListObjectsV2", path, e.to_string()))??;
-        match (dir, unfinished) {
-            (Some(info), _) => Ok(info),
-            (None, Some(found)) => Ok(FileInfo {
-                path: path.clone(),
-                size: found.size(),
-                is_dir: false,
-                modified: SystemTime::now(),
-            }),
-            (None, None) => Err(StorageError::NotFound(path.clone())),
-        }
+        listing::is_dir(&self.client, path)?.ok_or_else(|| StorageError::NotFound(path.clone()))
     }
 
     /// An unfinished multipart upload counts, and wins over an object at the same key when it
@@ -309,11 +289,10 @@ impl StorageDriver for S3Driver {
     }
 
     fn delete(&self, path: &DriverPath) -> Result<(), StorageError> {
-        let mut found = self.head(path)?.is_some();
-        if found {
+        // Below first: most deletes are directories (upload sessions, repositories).
+        let mut found = listing::delete_below(&self.client, path)?;
+        if self.head(path)?.is_some() {
             self.delete_key(path)?;
-        }
-        if listing::delete_below(&self.client, path)? {
             found = true;
         }
         if found {
