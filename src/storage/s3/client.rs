@@ -40,6 +40,9 @@ pub(crate) struct S3Client {
     pub(crate) bucket: String,
     /// `""` or `"prefix/"`: prepended to a driver path (without its leading `/`).
     key_prefix: String,
+    /// Send bulk bodies with `UNSIGNED-PAYLOAD` (the endpoint is HTTPS, whose TLS already
+    /// protects the bytes) instead of a second SHA-256 pass over every part for SigV4.
+    unsigned_bulk: bool,
     runtime: Arc<OwnedRuntime>,
 }
 
@@ -64,6 +67,7 @@ impl S3Client {
             sdk,
             bucket: config.bucket.clone(),
             key_prefix,
+            unsigned_bulk: !endpoint_of(config).is_some_and(|e| e.starts_with("http://")),
             runtime: Arc::new(OwnedRuntime(Some(runtime))),
         };
         client.check_bucket(config)?;
@@ -91,6 +95,11 @@ impl S3Client {
     {
         let runtime = self.runtime.0.as_ref().expect("runtime present until drop");
         runtime.spawn(future)
+    }
+
+    /// Whether bulk bodies (parts, large objects) go unsigned over TLS; see the field.
+    pub(crate) fn unsigned_bulk(&self) -> bool {
+        self.unsigned_bulk
     }
 
     /// The object key of a driver path.
@@ -190,11 +199,7 @@ async fn sdk_config(config: &S3Config) -> aws_sdk_s3::Config {
         );
         loader = loader.credentials_provider(credentials);
     }
-    let endpoint = config
-        .endpoint
-        .clone()
-        .or_else(|| std::env::var("AWS_ENDPOINT_URL_S3").ok())
-        .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
+    let endpoint = endpoint_of(config);
     if let Some(endpoint) = &endpoint {
         loader = loader.endpoint_url(endpoint);
     }
@@ -206,6 +211,15 @@ async fn sdk_config(config: &S3Config) -> aws_sdk_s3::Config {
         // aws-chunked trailers are not understood by every S3-compatible store.
         .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
         .build()
+}
+
+/// The endpoint: the configuration's, else the AWS environment's; `None` means AWS itself.
+fn endpoint_of(config: &S3Config) -> Option<String> {
+    config
+        .endpoint
+        .clone()
+        .or_else(|| std::env::var("AWS_ENDPOINT_URL_S3").ok())
+        .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
 }
 
 /// The HTTP status of a failed call, when the store answered at all.
