@@ -35,7 +35,7 @@ pub fn run(args: FsckArgs) -> ExitCode {
     let progress = |event: FsckEvent| {
         if let Some(bar) = &bar {
             match event {
-                FsckEvent::Planned(n) => bar.set_length(n),
+                FsckEvent::Planned(n) => bar.inc_length(n),
                 FsckEvent::Checked => bar.inc(1),
             }
         }

@@ -119,10 +119,54 @@ impl FsckReport {
 /// Progress notifications, for a progress bar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FsckEvent {
-    /// The walk is done: this many items will be checked.
+    /// This many more items will be checked (announced a batch at a time).
     Planned(u64),
     /// One more item checked.
     Checked,
+}
+
+/// Jobs checked in parallel at a time: the walk pauses while a batch runs, so memory stays
+/// bounded whatever the number of blobs (a bucket is never listed whole).
+const BATCH: usize = 4096;
+
+/// A check in progress: the walks queue jobs, full batches run in parallel.
+struct FsckRun<'a> {
+    store: &'a Store,
+    progress: &'a (dyn Fn(FsckEvent) + Sync),
+    batch: Vec<Job>,
+    report: FsckReport,
+}
+
+impl FsckRun<'_> {
+    fn push(&mut self, job: Job) {
+        match job {
+            Job::Blob { .. } => self.report.blobs_checked += 1,
+            Job::Link { .. } => self.report.links_checked += 1,
+        }
+        self.batch.push(job);
+        if self.batch.len() == BATCH {
+            self.flush();
+        }
+    }
+
+    /// Checks the queued jobs in parallel.
+    fn flush(&mut self) {
+        let jobs = std::mem::take(&mut self.batch);
+        (self.progress)(FsckEvent::Planned(jobs.len() as u64));
+        let (store, progress) = (self.store, self.progress);
+        let problems: Vec<Vec<FsckProblem>> = jobs
+            .into_par_iter()
+            .map(|job| {
+                let found = match job {
+                    Job::Blob { path, digest } => store.check_blob(path, digest),
+                    Job::Link { path, named } => store.check_link(path, named),
+                };
+                progress(FsckEvent::Checked);
+                found
+            })
+            .collect();
+        self.report.problems.extend(problems.into_iter().flatten());
+    }
 }
 
 /// One unit of parallel work.
@@ -146,55 +190,40 @@ impl Store {
     /// assert!(store.fsck(&|_| {}).unwrap().is_clean());
     /// ```
     pub fn fsck(&self, progress: &(dyn Fn(FsckEvent) + Sync)) -> Result<FsckReport, StoreError> {
-        let mut jobs = self.blob_jobs()?;
-        jobs.extend(self.link_jobs()?);
-        progress(FsckEvent::Planned(jobs.len() as u64));
-        let mut report = FsckReport::default();
-        for job in &jobs {
-            match job {
-                Job::Blob { .. } => report.blobs_checked += 1,
-                Job::Link { .. } => report.links_checked += 1,
-            }
-        }
-        let problems: Vec<Vec<FsckProblem>> = jobs
-            .into_par_iter()
-            .map(|job| {
-                let found = match job {
-                    Job::Blob { path, digest } => self.check_blob(path, digest),
-                    Job::Link { path, named } => self.check_link(path, named),
-                };
-                progress(FsckEvent::Checked);
-                found
-            })
-            .collect();
-        report.problems = problems.into_iter().flatten().collect();
-        Ok(report)
+        let mut run = FsckRun {
+            store: self,
+            progress,
+            batch: Vec::with_capacity(BATCH),
+            report: FsckReport::default(),
+        };
+        self.walk_blobs(&mut run)?;
+        self.walk_links(&mut run)?;
+        run.flush();
+        Ok(run.report)
     }
 
-    /// Every file under `blobs/`, with the digest its path names (if it is a digest path).
-    fn blob_jobs(&self) -> Result<Vec<Job>, StoreError> {
+    /// Queues every file under `blobs/`, with the digest its path names (if it is a digest
+    /// path).
+    fn walk_blobs(&self, run: &mut FsckRun<'_>) -> Result<(), StoreError> {
         let root = PathSpec::BlobsRoot.to_path()?;
         let depth = root.components().count();
-        let mut jobs = Vec::new();
         let walked = self.driver.walk(&root, &mut |info| {
             if !info.is_dir {
                 let parts: Vec<&str> = info.path.components().skip(depth).collect();
-                jobs.push(Job::Blob {
+                run.push(Job::Blob {
                     path: info.path.clone(),
                     digest: digest_of_blob_path(&parts),
                 });
             }
             Ok(WalkControl::Continue)
         });
-        ignore_missing(walked)?;
-        Ok(jobs)
+        ignore_missing(walked)
     }
 
-    /// Every link file of every repository, with the digest its path names (none for a tag's
-    /// `current/link`).
-    fn link_jobs(&self) -> Result<Vec<Job>, StoreError> {
+    /// Queues every link file of every repository, with the digest its path names (none for a
+    /// tag's `current/link`).
+    fn walk_links(&self, run: &mut FsckRun<'_>) -> Result<(), StoreError> {
         let root = PathSpec::RepositoriesRoot.to_path()?;
-        let mut jobs = Vec::new();
         let walked = self.driver.walk(&root, &mut |info| {
             if info.is_dir {
                 return Ok(if info.path.name() == "_uploads" {
@@ -206,7 +235,7 @@ impl Store {
             if info.path.name() == "link" {
                 let parts: Vec<&str> = info.path.components().collect();
                 if let Some(named) = named_digest_of_link(&parts) {
-                    jobs.push(Job::Link {
+                    run.push(Job::Link {
                         path: info.path.clone(),
                         named,
                     });
@@ -214,8 +243,7 @@ impl Store {
             }
             Ok(WalkControl::Continue)
         });
-        ignore_missing(walked)?;
-        Ok(jobs)
+        ignore_missing(walked)
     }
 
     fn check_blob(&self, path: DriverPath, digest: Option<Digest>) -> Vec<FsckProblem> {
