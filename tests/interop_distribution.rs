@@ -11,62 +11,23 @@ mod clients_support;
 mod common;
 
 use std::net::SocketAddr;
+use std::path::Path;
 
 use clients_support::oci::{assert_same_image, Layout};
 use clients_support::{
-    distribution_garbage_collect, require_tool, skopeo, skopeo_copy, RegistryProcess,
+    distribution_garbage_collect, expect, path_and_query, pull_and_compare, push_source,
+    require_tool, skopeo, skopeo_copy, source_layout, upload_across, RegistryProcess, Storage,
+    OCTET,
 };
 use common::{content, request, sha256, Reply};
 
 const SECRET: &str = "interop-secret";
-const OCTET: (&str, &str) = ("content-type", "application/octet-stream");
 
 fn have_tools() -> bool {
     // Both checked, so a CI run names every missing tool at once.
     let registry = require_tool("docker-registry").is_some();
     let skopeo = require_tool("skopeo").is_some();
     registry && skopeo
-}
-
-/// A layout with a single image tagged `v1` and a two-platform index tagged `multi`.
-fn source_layout(dir: &std::path::Path) -> Layout {
-    let layout = Layout::create(dir);
-    let single = layout.add_image(11, "amd64");
-    layout.tag("v1", &single);
-    let amd64 = layout.add_image(12, "amd64");
-    let arm64 = layout.add_image(13, "arm64");
-    let index = layout.add_index(&[amd64, arm64]);
-    layout.tag("multi", &index);
-    layout
-}
-
-fn push(layout: &Layout, host: &str, repo: &str) {
-    skopeo_copy(
-        &format!("oci:{}:v1", layout.dir.display()),
-        &format!("docker://{host}/{repo}:v1"),
-        &[],
-    );
-    skopeo_copy(
-        &format!("oci:{}:multi", layout.dir.display()),
-        &format!("docker://{host}/{repo}:multi"),
-        &["--all"],
-    );
-}
-
-fn pull_and_compare(layout: &Layout, host: &str, repo: &str, out: &std::path::Path) {
-    skopeo_copy(
-        &format!("docker://{host}/{repo}:v1"),
-        &format!("oci:{}:v1", out.display()),
-        &[],
-    );
-    skopeo_copy(
-        &format!("docker://{host}/{repo}:multi"),
-        &format!("oci:{}:multi", out.display()),
-        &["--all"],
-    );
-    let copy = Layout::open(out);
-    assert_same_image(layout, &copy, "v1", "v1");
-    assert_same_image(layout, &copy, "multi", "multi");
 }
 
 #[test]
@@ -79,7 +40,7 @@ fn layerstore_serves_what_distribution_stored() {
     let layout = source_layout(&work.path().join("src"));
     {
         let distribution = RegistryProcess::distribution(root.path(), SECRET).unwrap();
-        push(&layout, &distribution.host(), "interop/from-dist");
+        push_source(&layout, &distribution.host(), "interop/from-dist");
     } // distribution stops here
     let layerstore = RegistryProcess::layerstore(root.path(), SECRET);
     pull_and_compare(
@@ -116,7 +77,7 @@ fn distribution_serves_what_layerstore_stored() {
     let layout = source_layout(&work.path().join("src"));
     {
         let layerstore = RegistryProcess::layerstore(root.path(), SECRET);
-        push(&layout, &layerstore.host(), "interop/from-layerstore");
+        push_source(&layout, &layerstore.host(), "interop/from-layerstore");
     } // layerstore stops here
     let distribution = RegistryProcess::distribution(root.path(), SECRET).unwrap();
     pull_and_compare(
@@ -133,108 +94,19 @@ fn distribution_serves_what_layerstore_stored() {
     );
 }
 
-/// The path and query of a `Location`, absolute (distribution) or relative (layerstore), so
-/// the next request can go to the other registry.
-fn path_and_query(location: &str) -> String {
-    match location.split_once("://") {
-        Some((_, rest)) => rest[rest.find('/').expect("a path after the host")..].to_owned(),
-        None => location.to_owned(),
-    }
-}
-
-fn expect(reply: Reply, status: u16, what: &str) -> Reply {
-    assert_eq!(
-        reply.status.as_u16(),
-        status,
-        "{what}: {}",
-        String::from_utf8_lossy(&reply.body)
-    );
-    reply
-}
-
-/// The session behind `location` holds a Go-format sha256 state saved at exactly `data.len()`
-/// (`hashstates/sha256/<size>`), the one file distribution 2.8 resumes from, and it is the state
-/// of exactly those bytes. Checked after a PATCH on either registry.
-fn assert_saved_state(root: &std::path::Path, repo: &str, location: &str, data: &[u8]) {
-    let path = path_and_query(location);
-    let id = path
-        .split('?')
-        .next()
-        .and_then(|p| p.rsplit('/').next())
-        .unwrap();
-    let state = root
-        .join("docker/registry/v2/repositories")
-        .join(repo)
-        .join("_uploads")
-        .join(id)
-        .join("hashstates/sha256")
-        .join(data.len().to_string());
-    let bytes = std::fs::read(&state).unwrap_or_else(|e| panic!("{}: {e}", state.display()));
-    let state = layerstore::hash::ResumableSha256::from_go_bytes(&bytes).unwrap();
-    assert_eq!(state.len(), data.len() as u64);
-    assert_eq!(state.digest().to_string(), sha256(data));
-}
-
-/// POST on `first`, one PATCH on `first` (after which the exact-size hash state must be on
-/// disk), then a PATCH and the closing PUT (with the last bytes) on `second`; the blob must
-/// then read back intact from both.
-fn move_upload(
-    root: &std::path::Path,
-    first: SocketAddr,
-    second: SocketAddr,
-    repo: &str,
-    seed: u8,
-) {
+/// POST on `first`, one PATCH on `first`, then a PATCH and the closing PUT (with the last
+/// bytes) on `second`; the blob must then read back intact from both.
+fn move_upload(root: &Path, first: SocketAddr, second: SocketAddr, repo: &str, seed: u8) {
     let data = content(700_000, seed);
-    let (one, rest) = data.split_at(300_000);
-    let (two, three) = rest.split_at(250_000);
-
-    let post = request(
+    upload_across(
+        Storage::Root(root),
+        repo,
+        &data,
         first,
-        "POST",
-        &format!("/v2/{repo}/blobs/uploads/"),
-        &[],
-        b"",
+        &[(first, 300_000), (second, 250_000)],
+        second,
+        &[first, second],
     );
-    let post = expect(post, 202, "POST");
-    let patch = request(
-        first,
-        "PATCH",
-        &path_and_query(&post.location()),
-        &[OCTET],
-        one,
-    );
-    let patch = expect(patch, 202, "PATCH on the first registry");
-    assert_eq!(patch.header("range"), Some("0-299999"));
-    assert_saved_state(root, repo, &patch.location(), one);
-
-    let location = path_and_query(&patch.location());
-    let status = expect(request(second, "GET", &location, &[], b""), 204, "status");
-    assert_eq!(status.header("range"), Some("0-299999"));
-    let patch = request(second, "PATCH", &location, &[OCTET], two);
-    let patch = expect(patch, 202, "PATCH on the second registry");
-    assert_eq!(patch.header("range"), Some("0-549999"));
-
-    let location = path_and_query(&patch.location());
-    let sep = if location.contains('?') { '&' } else { '?' };
-    let put_path = format!("{location}{sep}digest={}", sha256(&data));
-    let put = request(second, "PUT", &put_path, &[OCTET], three);
-    let put = expect(put, 201, "PUT on the second registry");
-    assert_eq!(
-        put.header("docker-content-digest"),
-        Some(sha256(&data).as_str())
-    );
-    for addr in [first, second] {
-        let blob = request(
-            addr,
-            "GET",
-            &format!("/v2/{repo}/blobs/{}", sha256(&data)),
-            &[],
-            b"",
-        );
-        let blob = expect(blob, 200, "GET after the move");
-        assert_eq!(blob.body, data);
-    }
 }
 
 #[test]
@@ -260,19 +132,8 @@ fn uploads_move_between_distribution_and_layerstore() {
         22,
     );
     // Both sessions were removed by the commits.
-    let uploads: Vec<_> = ["interop/up", "interop/down"]
-        .iter()
-        .flat_map(|repo| {
-            common::files_below(
-                &root
-                    .path()
-                    .join("docker/registry/v2/repositories")
-                    .join(repo)
-                    .join("_uploads"),
-            )
-        })
-        .collect();
-    assert!(uploads.is_empty(), "{uploads:?}");
+    let leftovers = Storage::Root(root.path()).upload_leftovers();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
 /// An untagged OCI artifact whose `subject` is `subject`, pushed by digest; returns its digest.

@@ -140,6 +140,15 @@ pub trait StorageDriver: Send + Sync + std::fmt::Debug {
         Ok(info.size)
     }
 
+    /// Announces a file that writers will append to, before the first byte. A filesystem needs
+    /// nothing (appending creates the file). An object store starts the multipart upload now,
+    /// as distribution 2.8 does at an upload's POST, so that distribution (which can only
+    /// continue an upload it finds) may take over a session from its very first request.
+    fn start_appendable(&self, path: &DriverPath) -> Result<(), StorageError> {
+        let _ = path;
+        Ok(())
+    }
+
     /// Makes a file that writers append to readable as a whole, before it is read: an object
     /// store completes its unfinished multipart upload (when that holds the newest bytes), since
     /// parts cannot be read until then. Where files are always readable, nothing to do.

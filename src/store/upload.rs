@@ -63,9 +63,11 @@ pub struct Upload {
 }
 
 impl Store {
-    /// Starts an upload in `repo`: writes `startedat` and nothing else. `data` is created by the
-    /// first append and hash states by the first checkpoint (a session without them is at
-    /// offset 0, for distribution too), which spares a one-request upload four fsyncs.
+    /// Starts an upload in `repo`: writes `startedat` and announces `data`
+    /// ([`StorageDriver::start_appendable`]: nothing on a filesystem, where `data` is created by
+    /// the first append; the multipart upload on S3). Hash states come with the first checkpoint
+    /// (a session without them is at offset 0, for distribution too), which spares a
+    /// one-request upload four fsyncs.
     pub fn create_upload(&self, repo: &RepositoryName) -> Result<Upload, StoreError> {
         let id = UploadId::generate().map_err(StoreError::Random)?;
         let claim = self.claim_upload(repo, &id)?;
@@ -73,6 +75,8 @@ impl Store {
         let started = PathSpec::UploadStartedAt { repo, id: &id }.to_path()?;
         self.driver
             .put_content(&started, rfc3339::format(started_at).as_bytes())?;
+        let data = PathSpec::UploadData { repo, id: &id }.to_path()?;
+        self.driver.start_appendable(&data)?;
         Ok(Upload {
             driver: Arc::clone(&self.driver),
             repo: repo.clone(),
@@ -331,7 +335,9 @@ impl Upload {
     fn sync_data(&mut self) -> Result<(), StoreError> {
         match &mut self.writer {
             Some(writer) => writer.sync()?,
-            None => self.driver.writer(&self.data_path()?, true)?.commit()?,
+            // Synced, not committed: an object store keeps the upload unfinished, so that
+            // distribution can still continue it.
+            None => self.driver.writer(&self.data_path()?, true)?.sync()?,
         }
         Ok(())
     }

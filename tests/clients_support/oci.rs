@@ -91,16 +91,28 @@ impl Layout {
 
     /// A single-platform image: a config and two gzip'd tar layers (sizes vary with `seed`).
     pub fn add_image(&self, seed: u8, arch: &str) -> Descriptor {
-        let tars = [
-            tar_of(&[(
+        let layers = [
+            vec![(
                 "etc/hello.txt",
                 format!("hello {seed} {arch}\n").into_bytes(),
-            )]),
-            tar_of(&[(
+            )],
+            vec![(
                 "usr/share/data.bin",
                 crate::common::content(40_000 + seed as usize * 1000, seed),
-            )]),
+            )],
         ];
+        self.add_image_of(arch, &format!("SEED={seed}"), &layers)
+    }
+
+    /// A single-platform image with one gzip'd tar layer per entry of `layers` (each holding
+    /// those files) and a config with their diff_ids and `env` as its one environment variable.
+    pub fn add_image_of(
+        &self,
+        arch: &str,
+        env: &str,
+        layers: &[Vec<(&str, Vec<u8>)>],
+    ) -> Descriptor {
+        let tars: Vec<Vec<u8>> = layers.iter().map(|files| tar_of(files)).collect();
         let layers: Vec<Descriptor> = tars
             .iter()
             .map(|tar| self.add_blob(OCI_LAYER_GZIP, &gzip(tar)))
@@ -109,7 +121,7 @@ impl Layout {
         let config = json!({
             "architecture": arch,
             "os": "linux",
-            "config": { "Env": [format!("SEED={seed}")] },
+            "config": { "Env": [env] },
             "rootfs": { "type": "layers", "diff_ids": diff_ids },
         });
         let config = self.add_blob(OCI_CONFIG, config.to_string().as_bytes());
@@ -200,6 +212,21 @@ impl Layout {
         }
         seen
     }
+}
+
+/// `len` deterministic bytes that do not compress (xorshift64*), for layers whose gzip'd size
+/// must stay large.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
 }
 
 /// A tar archive holding `files`.

@@ -150,8 +150,11 @@ impl GarageCluster {
     /// Connects the nodes, applies a layout, creates the key and the bucket, and waits until
     /// every node answers.
     fn configure(&mut self, deadline: Instant) -> Result<(), String> {
-        // Each node's id (its public key; `ID@ADDR` with -q) as soon as its RPC answers.
+        // Each node's id (its public key; `ID@ADDR` with -q) as soon as its key file exists.
+        // `garage node id` only reads that file, which a node writes before its RPC listens, so
+        // node 0's connection to it is retried until the node accepts it.
         let binary = self.binary.clone();
+        let first = self.nodes[0].config.clone();
         for i in 0..self.nodes.len() {
             let config = self.nodes[i].config.clone();
             let id = self.poll(deadline, &format!("node {i}'s id"), || {
@@ -159,7 +162,10 @@ impl GarageCluster {
             })?;
             self.nodes[i].id = id.trim().split('@').next().unwrap().to_owned();
             if i > 0 {
-                self.cli(&["node", "connect", id.trim()])?;
+                let target = id.trim().to_owned();
+                self.poll(deadline, &format!("node 0 connecting to node {i}"), || {
+                    run_garage(&binary, &first, &["node", "connect", &target]).ok()
+                })?;
             }
         }
         // One zone, every node a storage role.

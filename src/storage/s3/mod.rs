@@ -266,6 +266,10 @@ impl StorageDriver for S3Driver {
         }
     }
 
+    fn start_appendable(&self, path: &DriverPath) -> Result<(), StorageError> {
+        multipart::create(&self.client, &self.client.key(path), path).map(|_| ())
+    }
+
     fn finish_appends(&self, path: &DriverPath) -> Result<(), StorageError> {
         self.complete_unfinished(path).map(|_| ())
     }
