@@ -7,7 +7,7 @@
 
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 
-use super::client::{storage_error, system_time, S3Client};
+use super::client::{quick, storage_error, system_time, S3Client};
 use super::multipart;
 use crate::storage::{DriverPath, FileInfo, StorageError, WalkControl};
 
@@ -38,7 +38,7 @@ fn list_page(
         .set_start_after(start_after)
         .set_continuation_token(token);
     let output = client
-        .run(async move { request.send().await })
+        .run(async move { request.customize().config_override(quick()).send().await })
         .map_err(|e| storage_error("ListObjectsV2", path, e))?;
     let objects = output
         .contents()
@@ -104,7 +104,7 @@ pub(crate) fn is_dir(
         .prefix(&prefix)
         .max_keys(1);
     let output = client
-        .run(async move { request.send().await })
+        .run(async move { request.customize().config_override(quick()).send().await })
         .map_err(|e| storage_error("ListObjectsV2", path, e))?;
     Ok(output.contents().first().map(|o| FileInfo {
         path: path.clone(),
@@ -242,7 +242,7 @@ fn delete_keys(
         .bucket(&client.bucket)
         .delete(delete);
     let output = client
-        .run(async move { request.send().await })
+        .run(async move { request.customize().config_override(quick()).send().await })
         .map_err(|e| storage_error("DeleteObjects", path, e))?;
     if let Some(failed) = output.errors().first() {
         return Err(super::client::unavailable(

@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime};
 use aws_sdk_s3::presigning::PresigningConfig;
 use bytes::Bytes;
 
-use self::client::{storage_error, system_time, unavailable, S3Client};
+use self::client::{quick, storage_error, system_time, unavailable, S3Client};
 use super::MAX_CONTENT_LEN;
 use super::{DriverPath, FileInfo, FileWriter, StorageDriver, StorageError, WalkControl};
 
@@ -66,7 +66,9 @@ impl S3Driver {
     }
 
     /// Completes the unfinished multipart upload at `path`, if there is one, so its bytes can
-    /// be read or copied; returns whether there was one.
+    /// be read or copied; returns whether there was one. Parts that a crash cut short are left
+    /// out ([`multipart::complete_longest`]), so the file may end up shorter than its listed
+    /// size (or, with no usable part, be the object at the key, if any).
     fn complete_unfinished(&self, path: &DriverPath) -> Result<bool, StorageError> {
         let key = self.client.key(path);
         let object = object_size(&self.client, path)?;
@@ -74,7 +76,9 @@ impl S3Driver {
             Some(found)
                 if !found.parts.is_empty() && object.is_none_or(|size| found.size() >= size) =>
             {
-                multipart::complete(&self.client, &key, &found.upload_id, &found.parts, path)?;
+                let floor = object.unwrap_or(0);
+                let (id, parts) = (&found.upload_id, &found.parts);
+                multipart::complete_longest(&self.client, &key, id, parts, floor, path)?;
                 Ok(true)
             }
             _ => Ok(false),
@@ -88,7 +92,10 @@ impl S3Driver {
             .head_object()
             .bucket(&self.client.bucket)
             .key(self.client.key(path));
-        match self.client.run(async move { request.send().await }) {
+        match self
+            .client
+            .run(async move { request.customize().config_override(quick()).send().await })
+        {
             Ok(output) => Ok(Some(FileInfo {
                 path: path.clone(),
                 size: output.content_length().unwrap_or_default().max(0) as u64,
@@ -141,7 +148,7 @@ impl S3Driver {
             .bucket(&self.client.bucket)
             .key(self.client.key(path));
         self.client
-            .run(async move { request.send().await })
+            .run(async move { request.customize().config_override(quick()).send().await })
             .map_err(|e| storage_error("DeleteObject", path, e))?;
         Ok(())
     }
@@ -154,7 +161,7 @@ fn object_size(client: &S3Client, path: &DriverPath) -> Result<Option<u64>, Stor
         .head_object()
         .bucket(&client.bucket)
         .key(client.key(path));
-    match client.run(async move { request.send().await }) {
+    match client.run(async move { request.customize().config_override(quick()).send().await }) {
         Ok(output) => Ok(Some(
             output.content_length().unwrap_or_default().max(0) as u64
         )),
@@ -180,6 +187,8 @@ impl StorageDriver for S3Driver {
         let path_for_error = path.clone();
         let result = self.client.run(async move {
             let output = request
+                .customize()
+                .config_override(quick())
                 .send()
                 .await
                 .map_err(|e| storage_error("GetObject", &path_for_error, e))?;
@@ -217,7 +226,7 @@ impl StorageDriver for S3Driver {
             .content_length(body.len() as i64)
             .body(body.into());
         self.client
-            .run(async move { request.send().await })
+            .run(async move { request.customize().config_override(quick()).send().await })
             .map_err(|e| storage_error("PutObject", path, e))?;
         Ok(())
     }

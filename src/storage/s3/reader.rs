@@ -4,7 +4,7 @@ use std::io::{self, Read};
 
 use bytes::Bytes;
 
-use super::client::{storage_error, S3Client};
+use super::client::{quick, storage_error, S3Client};
 use super::object_size;
 use crate::storage::{DriverPath, StorageError};
 
@@ -24,7 +24,9 @@ pub(crate) fn open(
         .bucket(&client.bucket)
         .key(client.key(path))
         .set_range((offset > 0).then(|| format!("bytes={offset}-")));
-    let output = match client.run(async move { request.send().await }) {
+    let output = match client
+        .run(async move { request.customize().config_override(quick()).send().await })
+    {
         Ok(output) => output,
         Err(e) if super::client::http_status(&e) == Some(416) => {
             let size =
