@@ -57,7 +57,9 @@ if [ "$storage" = s3 ]; then
     secretkey: $AWS_SECRET_ACCESS_KEY
     secure: false
     v4auth: true
-    rootdirectory: /distribution"
+    rootdirectory: /distribution
+  redirect:
+    disable: true"
 else
     ls_storage=(--root "$work/layerstore")
     dist_storage="  filesystem:
