@@ -129,6 +129,17 @@ pub trait StorageDriver: Send + Sync + std::fmt::Debug {
     /// Size, kind and modification time of a file or directory.
     fn stat(&self, path: &DriverPath) -> Result<FileInfo, StorageError>;
 
+    /// The size of the complete file at `path`, or `None` when there is none (nothing, or a
+    /// directory): one `HeadObject` on S3, where [`stat`](Self::stat) also looks for a
+    /// directory.
+    fn file_size(&self, path: &DriverPath) -> Result<Option<u64>, StorageError> {
+        match self.stat(path) {
+            Ok(info) if !info.is_dir => Ok(Some(info.size)),
+            Ok(_) | Err(StorageError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The size a writer opened on `path` with `append` would start at. Same as `stat`'s size
     /// on a filesystem; an object store also counts an unfinished multipart upload there,
     /// which is what an upload's `data` is until it is committed.

@@ -50,13 +50,12 @@ impl Store {
     /// `digest` is looked up under its own algorithm's path, which holds data only for sha256.
     pub fn stat_global(&self, digest: &Digest) -> Result<BlobInfo, StoreError> {
         let path = PathSpec::BlobData { digest }.to_path()?;
-        match self.driver.stat(&path) {
-            Ok(info) if !info.is_dir => Ok(BlobInfo {
+        match self.driver.file_size(&path)? {
+            Some(size) => Ok(BlobInfo {
                 digest: digest.clone(),
-                size: info.size,
+                size,
             }),
-            Ok(_) | Err(StorageError::NotFound(_)) => Err(StoreError::BlobUnknown(digest.clone())),
-            Err(e) => Err(e.into()),
+            None => Err(StoreError::BlobUnknown(digest.clone())),
         }
     }
 

@@ -227,10 +227,9 @@ impl Store {
     /// Writes the manifest bytes to the blob store unless they are already there.
     fn store_manifest_blob(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StoreError> {
         let path = PathSpec::BlobData { digest }.to_path()?;
-        match self.driver.stat(&path) {
-            Ok(info) if info.size == bytes.len() as u64 => Ok(()),
-            Ok(_) | Err(StorageError::NotFound(_)) => Ok(self.driver.put_content(&path, bytes)?),
-            Err(e) => Err(e.into()),
+        match self.driver.file_size(&path)? {
+            Some(size) if size == bytes.len() as u64 => Ok(()),
+            _ => Ok(self.driver.put_content(&path, bytes)?),
         }
     }
 

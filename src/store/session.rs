@@ -73,11 +73,8 @@ impl Session<'_> {
         };
         let digest = state.digest();
         let blob = PathSpec::BlobData { digest: &digest }.to_path()?;
-        match self.driver.stat(&blob) {
-            Ok(info) if !info.is_dir && info.size == state.len() => Ok(Some(state)),
-            Ok(_) | Err(StorageError::NotFound(_)) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        let size = self.driver.file_size(&blob)?;
+        Ok(size.filter(|&s| s == state.len()).map(|_| state))
     }
 }
 

@@ -275,6 +275,10 @@ impl StorageDriver for S3Driver {
         }
     }
 
+    fn file_size(&self, path: &DriverPath) -> Result<Option<u64>, StorageError> {
+        Ok(self.head(path)?.map(|info| info.size))
+    }
+
     fn start_appendable(&self, path: &DriverPath) -> Result<(), StorageError> {
         multipart::create(&self.client, &self.client.key(path), path).map(|_| ())
     }
@@ -302,9 +306,10 @@ impl StorageDriver for S3Driver {
     }
 
     fn delete(&self, path: &DriverPath) -> Result<(), StorageError> {
-        // Below first: most deletes are directories (upload sessions, repositories).
+        // Below first: most deletes are directories (upload sessions, repositories), and no
+        // path of the layout is both a file and a directory.
         let mut found = listing::delete_below(&self.client, path)?;
-        if self.head(path)?.is_some() {
+        if !found && self.head(path)?.is_some() {
             self.delete_key(path)?;
             found = true;
         }
