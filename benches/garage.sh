@@ -71,7 +71,8 @@ for i in 0 1 2; do
     retry "$garage" -c "$dir/node$i/garage.toml" node id -q >"$dir/node$i/id" 2>/dev/null
     id=$(cat "$dir/node$i/id")
     ids[i]=${id%@*}
-    [ "$i" = 0 ] || g node connect "$id"
+    # `node id` reads the key file, which exists before the node listens: retry the connect.
+    [ "$i" = 0 ] || retry g node connect "$id" 2>/dev/null
 done
 # One zone, every node a role; replication_factor 3 puts a copy of everything on each.
 g layout assign -z dc1 -c 1G "${ids[@]}"
