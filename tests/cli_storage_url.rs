@@ -570,9 +570,13 @@ fn commands_on_a_real_bucket() {
     // Wrong credentials: one line, at once, naming what to check.
     let mut refused = layerstore();
     aws(&mut refused);
-    refused
-        .env("AWS_SECRET_ACCESS_KEY", "0".repeat(64))
-        .args(["serve", "--listen", "127.0.0.1:0", "--storage", &url]);
+    refused.env("AWS_SECRET_ACCESS_KEY", "0".repeat(64)).args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--storage",
+        &url,
+    ]);
     let started = Instant::now();
     let out = run(refused, None);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));

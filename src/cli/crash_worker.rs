@@ -1,4 +1,5 @@
-//! `layerstore crash-worker` (hidden): the victim process of `tests/crash.rs`.
+//! `layerstore crash-worker` (hidden): the victim process of `tests/crash.rs` and of the crash
+//! storms (`tests/crash_storm.rs`), on any storage (`--storage URL` or `--root DIR`).
 //!
 //! Uploads every file of a directory, in name order, in small chunks with a checkpoint after
 //! each, and commits it. Before each upload it prints `started <upload-id> <file-name>`, and
@@ -15,12 +16,13 @@ use clap::Args;
 use layerstore::names::RepositoryName;
 use layerstore::store::{Store, StoreError};
 
+use super::storage_args::StorageArgs;
+
 /// Test helper: upload every file of INPUTS to REPO with frequent checkpoints.
 #[derive(Debug, Args)]
 pub struct CrashWorkerArgs {
-    /// Storage root.
-    #[arg(long, value_name = "DIR")]
-    root: PathBuf,
+    #[command(flatten)]
+    storage: StorageArgs,
     /// Repository.
     #[arg(long, value_name = "NAME")]
     repo: RepositoryName,
@@ -33,7 +35,11 @@ pub struct CrashWorkerArgs {
 }
 
 pub fn run(args: CrashWorkerArgs) -> ExitCode {
-    match work(&args) {
+    let store = match args.storage.open_store() {
+        Ok(store) => store,
+        Err(e) => return e.report("crash-worker"),
+    };
+    match work(&store, &args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("layerstore crash-worker: {e}");
@@ -42,8 +48,7 @@ pub fn run(args: CrashWorkerArgs) -> ExitCode {
     }
 }
 
-fn work(args: &CrashWorkerArgs) -> Result<(), StoreError> {
-    let store = Store::filesystem(&args.root);
+fn work(store: &Store, args: &CrashWorkerArgs) -> Result<(), StoreError> {
     let mut names: Vec<PathBuf> = fs::read_dir(&args.inputs)
         .map_err(StoreError::Input)?
         .filter_map(|e| e.ok().map(|e| e.path()))

@@ -519,16 +519,26 @@ impl Upload {
     /// Brings `hasher` to the size of `data` (see [`Store::resume_upload`]).
     fn restore(&mut self) -> Result<(), StoreError> {
         let data = self.data_path()?;
-        let size = match self.driver.append_size(&data) {
+        let mut size = match self.driver.append_size(&data) {
             Ok(size) => size,
             Err(StorageError::NotFound(_)) => return self.restore_published(),
             Err(e) => return Err(e.into()),
         };
         self.hasher = self.session().best_state(size)?.unwrap_or_default();
-        let from = self.hasher.len();
-        if from < size {
+        if self.hasher.len() < size {
             self.driver.finish_appends(&data)?;
+            // An object store may have counted parts that a crash cut short and that finishing
+            // leaves out (no state covers them): the bytes there now are the file.
+            size = match self.driver.append_size(&data) {
+                Ok(size) => size,
+                Err(StorageError::NotFound(_)) => 0,
+                Err(e) => return Err(e.into()),
+            };
+            if self.hasher.len() > size {
+                self.hasher = self.session().best_state(size)?.unwrap_or_default();
+            }
         }
+        let from = self.hasher.len();
         let hasher = &mut self.hasher;
         hash_range(&*self.driver, &data, from, size, &mut |b| hasher.update(b))?;
         Ok(())

@@ -3,6 +3,7 @@
 //! clients, distribution 2.8, Garage): guards that always kill them, free ports, commands with a
 //! deadline, and the rule for a missing tool (fails in CI, skips elsewhere).
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -18,28 +19,39 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts a server over `root` and waits until it listens.
     pub fn start(root: &Path) -> Self {
+        Self::spawn([OsStr::new("--root"), root.as_os_str()], &[])
+    }
+
+    /// Starts a server on `--storage URL`, with `env` added to its environment (an S3 storage's
+    /// `AWS_*` settings), and waits until it listens.
+    pub fn start_storage(storage: &str, env: &[(String, String)]) -> Self {
+        Self::spawn(["--storage", storage].map(OsStr::new), env)
+    }
+
+    fn spawn<'a>(storage: impl IntoIterator<Item = &'a OsStr>, env: &[(String, String)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_layerstore"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--secret",
-                "storm",
-                "--root",
-            ])
-            .arg(root)
+            .args(["serve", "--listen", "127.0.0.1:0", "--secret", "storm"])
+            .args(storage)
             .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start layerstore serve");
         let stderr = child.stderr.take().unwrap();
         let mut lines = BufReader::new(stderr).lines();
+        let mut printed = Vec::new();
         let addr = loop {
-            let line = lines.next().expect("server printed its address").unwrap();
+            let Some(Ok(line)) = lines.next() else {
+                panic!(
+                    "the server exited before listening:\n{}",
+                    printed.join("\n")
+                );
+            };
             if let Some(rest) = line.split("address=").nth(1) {
                 break rest.split_whitespace().next().unwrap().parse().unwrap();
             }
+            printed.push(line);
         };
         // Keep draining stderr so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});

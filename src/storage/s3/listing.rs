@@ -216,7 +216,11 @@ pub(crate) fn delete_below(client: &S3Client, path: &DriverPath) -> Result<bool,
     for (upload_key, id, _) in multipart::list_uploads(client, &key, path)? {
         if upload_key == key || upload_key.starts_with(&prefix) {
             found = true;
-            multipart::abort(client, &upload_key, &id, path)?;
+            if !multipart::abort_or_gone(client, &upload_key, &id, path)? {
+                // Listed, and unknown to abort: a creation a crash cut short (see
+                // `abort_or_gone`). Deleting the key, which goes with the rest anyway, ends it.
+                delete_keys(client, vec![upload_key], path)?;
+            }
         }
     }
     Ok(found)

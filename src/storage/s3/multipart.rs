@@ -7,6 +7,7 @@
 //! (`UploadPartCopy`) and reads the small tail back. distribution 2.8 does the same, so either
 //! registry continues the other's unfinished upload.
 
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
 use super::client::{storage_error, S3Client};
@@ -146,6 +147,15 @@ fn list_parts(
         }
     }
     parts.sort_by_key(|p| p.number);
+    // Parts are numbered from 1 in file order, and a writer uploads two at a time: a crash can
+    // leave part N+1 without part N. Only the unbroken run from part 1 is the file: a part
+    // after a gap is not counted, so no size, resume or completion includes it.
+    let unbroken = parts
+        .iter()
+        .zip(1..)
+        .take_while(|(part, number)| part.number == *number)
+        .count();
+    parts.truncate(unbroken);
     Ok(parts)
 }
 
@@ -177,6 +187,26 @@ pub(crate) fn complete(
     parts: &[Part],
     path: &DriverPath,
 ) -> Result<(), StorageError> {
+    match try_complete(client, key, upload_id, parts, path)? {
+        Completion::Done => Ok(()),
+        Completion::Refused(e) => Err(e),
+    }
+}
+
+/// How a completion went, short of failing.
+enum Completion {
+    Done,
+    /// The store refused a part (`InvalidPart`).
+    Refused(StorageError),
+}
+
+fn try_complete(
+    client: &S3Client,
+    key: &str,
+    upload_id: &str,
+    parts: &[Part],
+    path: &DriverPath,
+) -> Result<Completion, StorageError> {
     let completed: Vec<CompletedPart> = parts
         .iter()
         .map(|p| {
@@ -197,10 +227,83 @@ pub(crate) fn complete(
                 .set_parts(Some(completed))
                 .build(),
         );
-    client
-        .run(async move { request.send().await })
-        .map_err(|e| storage_error("CompleteMultipartUpload", path, e))?;
-    Ok(())
+    match client.run(async move { request.send().await }) {
+        Ok(_) => Ok(Completion::Done),
+        Err(e) => {
+            let refused = e.code() == Some("InvalidPart");
+            let e = storage_error("CompleteMultipartUpload", path, e);
+            if refused {
+                Ok(Completion::Refused(e))
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Parts a crash can leave listed and yet refused by `CompleteMultipartUpload`: the ones a
+/// writer had uploading when it died (two whole parts in flight and the tail).
+const REFUSED_AT_MOST: usize = 3;
+
+/// Completes `upload_id` with the longest run of `parts` (from the first) that the store accepts
+/// and that holds at least `floor` bytes (what the object at `key` holds, which the completion
+/// replaces). Returns the bytes completed, or `None` when no such run exists: the upload is then
+/// aborted, and the object at `key`, if any, is the file.
+///
+/// A part whose upload a crash cut short can be listed and still be refused (`InvalidPart`):
+/// Garage's cleanup of the interrupted request drops the part's data after `ListParts` already
+/// shows it (seen for about 1 in 20 part uploads cut short between their body and the answer).
+/// Its writer never saw that upload finish, so no hash state covers that part or any after it,
+/// and leaving them out loses nothing acknowledged. More than [`REFUSED_AT_MOST`] refused parts
+/// is an error, not a reason to drop more.
+pub(crate) fn complete_longest(
+    client: &S3Client,
+    key: &str,
+    upload_id: &str,
+    parts: &[Part],
+    floor: u64,
+    path: &DriverPath,
+) -> Result<Option<u64>, StorageError> {
+    let completed = longest_run(parts, floor, path, |run| {
+        let completion = try_complete(client, key, upload_id, run, path)?;
+        Ok(matches!(completion, Completion::Done))
+    })?;
+    if completed.is_none() {
+        abort(client, key, upload_id, path)?;
+    }
+    Ok(completed)
+}
+
+/// The choice [`complete_longest`] makes: `complete` is tried with `parts`, then without its
+/// last part, and so on, while the run holds at least `floor` bytes; `Ok(false)` from it means a
+/// part was refused.
+fn longest_run(
+    parts: &[Part],
+    floor: u64,
+    path: &DriverPath,
+    mut complete: impl FnMut(&[Part]) -> Result<bool, StorageError>,
+) -> Result<Option<u64>, StorageError> {
+    for keep in (1..=parts.len()).rev() {
+        let run = &parts[..keep];
+        let size: u64 = run.iter().map(|p| p.size).sum();
+        if size < floor {
+            break;
+        }
+        if parts.len() - keep > REFUSED_AT_MOST {
+            return Err(StorageError::Backend {
+                op: "CompleteMultipartUpload",
+                path: path.clone(),
+                message: format!(
+                    "InvalidPart: more than {REFUSED_AT_MOST} of {} parts refused",
+                    parts.len()
+                ),
+            });
+        }
+        if complete(run)? {
+            return Ok(Some(size));
+        }
+    }
+    Ok(None)
 }
 
 /// Aborts a multipart upload; one already gone is fine.
@@ -210,6 +313,22 @@ pub(crate) fn abort(
     upload_id: &str,
     path: &DriverPath,
 ) -> Result<(), StorageError> {
+    abort_or_gone(client, key, upload_id, path).map(|_| ())
+}
+
+/// Aborts a multipart upload: `Ok(false)` when the store says there is no such upload.
+///
+/// That is not always a race with another abort or completion: a `CreateMultipartUpload` cut
+/// short by a crash can leave, in Garage, an upload that `ListMultipartUploads` shows forever
+/// and that every other call calls unknown (the object's "uploading" version was stored, the
+/// upload's own record not yet). Only a newer version of the key (a `DeleteObject`, or an
+/// upload completed there) makes it go.
+pub(crate) fn abort_or_gone(
+    client: &S3Client,
+    key: &str,
+    upload_id: &str,
+    path: &DriverPath,
+) -> Result<bool, StorageError> {
     let request = client
         .sdk
         .abort_multipart_upload()
@@ -217,9 +336,9 @@ pub(crate) fn abort(
         .key(key)
         .upload_id(upload_id);
     match client.run(async move { request.send().await }) {
-        Ok(_) => Ok(()),
+        Ok(_) => Ok(true),
         Err(e) => match storage_error("AbortMultipartUpload", path, e) {
-            StorageError::NotFound(_) => Ok(()),
+            StorageError::NotFound(_) => Ok(false),
             other => Err(other),
         },
     }
@@ -294,6 +413,65 @@ pub(crate) fn copy_ranges(size: u64) -> Vec<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parts(sizes: &[u64]) -> Vec<Part> {
+        sizes
+            .iter()
+            .zip(1..)
+            .map(|(&size, number)| Part {
+                number,
+                etag: format!("e{number}"),
+                size,
+            })
+            .collect()
+    }
+
+    /// `complete` that refuses any run including one of `refused` (part numbers), recording
+    /// the runs it was given.
+    fn store<'a>(
+        refused: &'a [i32],
+        tried: &'a mut Vec<usize>,
+    ) -> impl FnMut(&[Part]) -> Result<bool, StorageError> + 'a {
+        move |run| {
+            tried.push(run.len());
+            Ok(!run.iter().any(|p| refused.contains(&p.number)))
+        }
+    }
+
+    #[test]
+    fn the_longest_accepted_run_above_the_floor_is_completed() {
+        let path = DriverPath::root();
+        let five = parts(&[5, 5, 5, 2]);
+        let mut tried = Vec::new();
+        // Nothing refused: everything, at once.
+        let all = longest_run(&five, 0, &path, store(&[], &mut tried)).unwrap();
+        assert_eq!((all, tried.as_slice()), (Some(17), &[4][..]));
+        // The tail cut short: the whole parts.
+        let mut tried = Vec::new();
+        let run = longest_run(&five, 0, &path, store(&[4], &mut tried)).unwrap();
+        assert_eq!((run, tried.as_slice()), (Some(15), &[4, 3][..]));
+        // Part 3 refused, part 4 fine: nothing after a refused part can be kept.
+        let mut tried = Vec::new();
+        let run = longest_run(&five, 0, &path, store(&[3], &mut tried)).unwrap();
+        assert_eq!((run, tried.as_slice()), (Some(10), &[4, 3, 2][..]));
+        // Not below what the object holds: then the object is the file.
+        let mut tried = Vec::new();
+        let run = longest_run(&five, 16, &path, store(&[4], &mut tried)).unwrap();
+        assert_eq!((run, tried.as_slice()), (None, &[4][..]));
+        // Every part refused.
+        let mut tried = Vec::new();
+        let one = parts(&[2]);
+        assert_eq!(
+            longest_run(&one, 0, &path, store(&[1], &mut tried)).unwrap(),
+            None
+        );
+        // More refused parts than a crash can leave: an error, nothing dropped.
+        let many = parts(&[5, 5, 5, 5, 5, 5]);
+        let mut tried = Vec::new();
+        let err = longest_run(&many, 0, &path, store(&[1], &mut tried)).unwrap_err();
+        assert!(err.to_string().contains("InvalidPart"), "{err}");
+        assert_eq!(tried, [6, 5, 4, 3]);
+    }
 
     #[test]
     fn copy_ranges_cover_the_object_with_valid_part_sizes() {

@@ -3,9 +3,15 @@
 //! Bytes collect in a tail buffer; each time it holds a whole part it is uploaded in the
 //! background (at most [`MAX_IN_FLIGHT`] at once) and a new tail starts, so a 5 GiB body never
 //! holds more than a few parts in memory. [`sync`](FileWriter::sync) uploads the tail as the
-//! next part (re-uploaded under the same number while it grows: S3 keeps the last upload of a
-//! part number), so everything written is in S3 when it returns. [`commit`](FileWriter::commit)
+//! next part, so everything written is in S3 when it returns. [`commit`](FileWriter::commit)
 //! completes the multipart upload; a file that never reached a part is one `PutObject`.
+//!
+//! **No part number is ever uploaded twice** in one multipart upload: Garage completes an
+//! upload with the latest upload of each part number, finished or not, while `ListParts` shows
+//! the latest finished one, so a replacement cut short by a crash (SIGKILL in the middle of the
+//! body) leaves an upload that can never be completed (`InvalidPart`): its bytes are lost. A tail
+//! that grows after a `sync` therefore cannot simply go up again under its number; the upload is
+//! rolled over first (see [`S3Writer::roll`]).
 
 use std::collections::VecDeque;
 use std::io;
@@ -31,8 +37,9 @@ enum Pending {
     None,
     /// A complete object of this size (a small file, or one a reader completed).
     Object(u64),
-    /// A multipart upload whose last part is below S3's minimum: it cannot be followed.
-    SmallLastPart,
+    /// A multipart upload whose last part is below S3's minimum: it cannot be followed. With
+    /// the size of the complete object at the key when it was opened (0 if none).
+    SmallLastPart { object: u64 },
 }
 
 /// A writer of one key. See the module docs.
@@ -51,6 +58,9 @@ pub(crate) struct S3Writer {
     tail: Vec<u8>,
     /// The tail as it is now was uploaded as the next part, with this ETag.
     tail_etag: Option<String>,
+    /// A snapshot of the tail that a `sync` uploaded as the next part: durable bytes, and a
+    /// part number that must not be uploaded again (see the module docs).
+    tail_part: Option<Part>,
     pending: Pending,
     size: u64,
 }
@@ -75,6 +85,7 @@ impl S3Writer {
             in_flight: VecDeque::new(),
             tail: Vec::new(),
             tail_etag: None,
+            tail_part: None,
             pending: Pending::None,
             size: 0,
         };
@@ -88,7 +99,7 @@ impl S3Writer {
         let object = object_size(client, path)?;
         match (found, object) {
             (Some(found), object) if object.is_none_or(|size| found.size() >= size) => {
-                writer.adopt_multipart(found);
+                writer.adopt_multipart(found, object.unwrap_or(0));
             }
             (found, Some(size)) => {
                 // A reopen that a crash cut short left a multipart upload with fewer bytes than
@@ -105,27 +116,43 @@ impl S3Writer {
         Ok(writer)
     }
 
-    fn adopt_multipart(&mut self, found: Multipart) {
+    fn adopt_multipart(&mut self, found: Multipart, object: u64) {
         self.size = found.size();
         if found.parts.last().is_some_and(|p| p.size < MIN_PART_SIZE) {
-            self.pending = Pending::SmallLastPart;
+            self.pending = Pending::SmallLastPart { object };
         }
         self.upload_id = Some(found.upload_id);
         self.parts = found.parts;
     }
 
     /// Makes the file appendable (see [`Pending`]): completes a multipart upload with a small
-    /// last part, starts a new one, copies the whole parts server-side, reads the small rest
-    /// back as the tail and re-uploads it. A crash at any step leaves the object or a multipart
-    /// upload holding every byte; `open` takes the multipart upload when it holds at least as
-    /// many bytes as the object.
+    /// last part, starts a new one, copies the whole parts server-side and reads the small rest
+    /// back as the tail (uploaded by the next `sync` or `commit`). A crash at any step leaves
+    /// the object holding every byte and the new upload fewer (or, with no rest, the same);
+    /// `open` takes the multipart upload only when it holds at least as many bytes as the
+    /// object.
     fn prepare(&mut self) -> Result<(), StorageError> {
         let object_size = match std::mem::replace(&mut self.pending, Pending::None) {
             Pending::None => return Ok(()),
             Pending::Object(size) => size,
-            Pending::SmallLastPart => {
+            Pending::SmallLastPart { object } => {
                 let id = self.upload_id.take().expect("a multipart upload has an id");
-                multipart::complete(&self.client, &self.key, &id, &self.parts, &self.path)?;
+                let (key, path) = (&self.key, &self.path);
+                let completed =
+                    multipart::complete_longest(&self.client, key, &id, &self.parts, object, path)?;
+                // A part a crash cut short was refused: the file is shorter than this writer
+                // was opened at, so it cannot go on (the next one opens what is there).
+                if completed != Some(self.size) {
+                    return Err(StorageError::Backend {
+                        op: "CompleteMultipartUpload",
+                        path: self.path.clone(),
+                        message: format!(
+                            "InvalidPart: the file holds {} bytes, not the {} it was opened at",
+                            completed.unwrap_or(object),
+                            self.size
+                        ),
+                    });
+                }
                 self.size
             }
         };
@@ -154,9 +181,52 @@ impl S3Writer {
         self.upload_id = Some(upload_id);
         self.tail = self.read_object_range(copied, object_size)?;
         self.tail_etag = None;
+        self.tail_part = None;
         // The object stays until the multipart upload completes over it: some stores (Garage)
         // drop a key's unfinished uploads with the key.
-        self.upload_tail()
+        Ok(())
+    }
+
+    /// Before the tail goes up again after a `sync` uploaded a snapshot of it: completes the
+    /// upload with that snapshot as its last part (the object then holds every durable byte),
+    /// starts a new upload and copies the whole parts into it server-side, so the tail goes up
+    /// under a part number never used in that upload. A crash at any step leaves the old upload
+    /// (not yet completed), or the object with a new upload holding fewer bytes (whole parts
+    /// only, or the tail's upload cut short, which `ListParts` does not show), which `open`
+    /// aborts; once the tail is up the new upload holds more bytes than the object and wins.
+    /// After an error the writer still names the completed upload, so it only fails from then
+    /// on; the next writer opens what the crash rules above leave.
+    fn roll(&mut self) -> Result<(), StorageError> {
+        let Some(snapshot) = self.tail_part.clone() else {
+            return Ok(());
+        };
+        self.finish_all()?;
+        let id = self
+            .upload_id
+            .clone()
+            .expect("a snapshot went into an upload");
+        let mut parts = self.parts.clone();
+        parts.push(snapshot);
+        multipart::complete(&self.client, &self.key, &id, &parts, &self.path)?;
+        let whole: u64 = self.parts.iter().map(|p| p.size).sum();
+        let upload_id = multipart::create(&self.client, &self.key, &self.path)?;
+        // Whole parts are at least MIN_PART_SIZE each, so `whole` is 0 or a valid copy size.
+        let copied = if whole > 0 {
+            multipart::copy_parts(
+                &self.client,
+                &self.key,
+                &self.key,
+                &upload_id,
+                whole,
+                &self.path,
+            )?
+        } else {
+            Vec::new()
+        };
+        self.upload_id = Some(upload_id);
+        self.parts = copied;
+        self.tail_part = None;
+        Ok(())
     }
 
     fn read_object_range(&self, start: u64, end: u64) -> Result<Vec<u8>, StorageError> {
@@ -223,7 +293,14 @@ impl S3Writer {
             .content_length(body.len() as i64)
             .body(body.into());
         let path = self.path.clone();
+        let unsigned = self.client.unsigned_bulk();
         Ok(self.client.spawn(async move {
+            let request = request.customize();
+            let request = if unsigned {
+                request.disable_payload_signing()
+            } else {
+                request
+            };
             let output = request
                 .send()
                 .await
@@ -234,6 +311,7 @@ impl S3Writer {
 
     /// Uploads the full tail as the next whole part, in the background.
     fn ship_full_tail(&mut self) -> Result<(), StorageError> {
+        self.roll()?;
         let body = Bytes::from(std::mem::replace(
             &mut self.tail,
             Vec::with_capacity(self.part_size),
@@ -268,18 +346,25 @@ impl S3Writer {
         Ok(())
     }
 
-    /// Uploads the tail as the next part unless it is empty or already there as it is.
+    /// Uploads the tail as the next part unless it is empty or already there as it is (under a
+    /// part number not used before: [`roll`](Self::roll)s over an earlier snapshot first).
     fn upload_tail(&mut self) -> Result<(), StorageError> {
         if self.tail.is_empty() || self.tail_etag.is_some() {
             return Ok(());
         }
+        self.roll()?;
         let number = self.next_part_number();
         let task = self.start_part(number, Bytes::copy_from_slice(&self.tail))?;
         let etag = self
             .client
             .run(task)
             .map_err(|e| unavailable("UploadPart", &self.path, e.to_string()))??;
-        self.tail_etag = Some(etag);
+        self.tail_etag = Some(etag.clone());
+        self.tail_part = Some(Part {
+            number,
+            etag,
+            size: self.tail.len() as u64,
+        });
         Ok(())
     }
 
@@ -362,9 +447,10 @@ impl FileWriter for S3Writer {
                 let body = Bytes::from(std::mem::take(&mut self.tail));
                 self.put_object(body)
             }
-            (_, Some(id)) => {
-                let id = id.clone();
+            (_, Some(_)) => {
                 self.upload_tail()?;
+                // The upload may have rolled over.
+                let id = self.upload_id.clone().expect("still an upload");
                 let parts = self.all_parts();
                 if parts.is_empty() {
                     multipart::abort(&self.client, &self.key, &id, &self.path)?;
@@ -372,7 +458,7 @@ impl FileWriter for S3Writer {
                 }
                 multipart::complete(&self.client, &self.key, &id, &parts, &self.path)
             }
-            (Pending::SmallLastPart, None) => unreachable!("a multipart upload has an id"),
+            (Pending::SmallLastPart { .. }, None) => unreachable!("a multipart upload has an id"),
         }
     }
 
