@@ -15,9 +15,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use clients_support::interop::expect;
 use clients_support::oci::{assert_same_image, noise, Layout, OCI_MANIFEST};
 use clients_support::{
-    expect, missing, require_tool, run_with_timeout, skopeo_copy, RegistryProcess, Storage,
+    missing, require_tool, run_with_timeout, skopeo_copy, RegistryProcess, Storage,
 };
 use common::garage::GarageCluster;
 use common::{content, request, sha256};

@@ -13,10 +13,12 @@ mod common;
 use std::net::SocketAddr;
 use std::path::Path;
 
+use clients_support::interop::{
+    expect, path_and_query, pull_and_compare, push_source, source_layout, upload_across,
+};
 use clients_support::oci::{assert_same_image, Layout};
 use clients_support::{
-    distribution_garbage_collect, expect, path_and_query, pull_and_compare, push_source,
-    require_tool, skopeo, skopeo_copy, source_layout, upload_across, RegistryProcess, Storage,
+    distribution_garbage_collect, require_tool, skopeo, skopeo_copy, RegistryProcess, Storage,
     OCTET,
 };
 use common::{content, request, sha256, Reply};

@@ -17,10 +17,8 @@
 mod clients_support;
 mod common;
 
-use clients_support::{
-    pull_and_compare, push_source, require_tool, source_layout, upload_across, RegistryProcess,
-    Storage,
-};
+use clients_support::interop::{pull_and_compare, push_source, source_layout, upload_across};
+use clients_support::{require_tool, RegistryProcess, Storage};
 use common::garage::GarageCluster;
 use common::{content, request};
 
