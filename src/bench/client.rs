@@ -26,7 +26,7 @@ use super::error::BenchError;
 /// The body type of every request: empty, a buffer, or generated content.
 pub type RequestBody = BoxBody<Bytes, Infallible>;
 
-/// How long one request may wait for the response head.
+/// How long one request may wait for the response head (plus a second per MiB of its body).
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A parsed `http://HOST[:PORT][/PREFIX]` base URL.
@@ -327,12 +327,16 @@ impl Connection {
         request
             .headers_mut()
             .insert(HOST, self.target().host.clone());
+        // The answer comes after the whole body is sent: allow for sending it at 1 MiB/s, so a
+        // 5 GiB push to a slow store is not cut short (a stall still ends the run).
+        let body_len = hyper::body::Body::size_hint(request.body()).lower();
+        let timeout = RESPONSE_TIMEOUT + Duration::from_secs(body_len >> 20);
         let sender = self.ready(step).await?;
-        match tokio::time::timeout(RESPONSE_TIMEOUT, sender.send_request(request)).await {
+        match tokio::time::timeout(timeout, sender.send_request(request)).await {
             Ok(result) => result.map_err(|source| BenchError::Http { step, source }),
             Err(_) => Err(BenchError::Timeout {
                 step,
-                seconds: RESPONSE_TIMEOUT.as_secs(),
+                seconds: timeout.as_secs(),
             }),
         }
     }
