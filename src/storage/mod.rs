@@ -140,6 +140,16 @@ pub trait StorageDriver: Send + Sync + std::fmt::Debug {
         }
     }
 
+    /// A writer appending to the file at `path` ([`FileWriter::size`] tells where it starts), or
+    /// `None` when there is no file (nothing is created then).
+    fn open_append(&self, path: &DriverPath) -> Result<Option<Box<dyn FileWriter>>, StorageError> {
+        match self.append_size(path) {
+            Ok(_) => self.writer(path, true).map(Some),
+            Err(StorageError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The size a writer opened on `path` with `append` would start at. Same as `stat`'s size
     /// on a filesystem; an object store also counts an unfinished multipart upload there,
     /// which is what an upload's `data` is until it is committed.

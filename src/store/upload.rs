@@ -121,6 +121,8 @@ impl Store {
             let state = PathSpec::UploadTarsumState { repo, id }.to_path()?;
             let data = upload.data_path()?;
             let size = upload.offset();
+            // Reading `data` back may complete an object store's upload: reopen after.
+            upload.writer = None;
             self.driver.finish_appends(&data)?;
             upload.tarsum = Some(UploadTarsum::restore(
                 version,
@@ -519,12 +521,19 @@ impl Upload {
     /// Brings `hasher` to the size of `data` (see [`Store::resume_upload`]).
     fn restore(&mut self) -> Result<(), StoreError> {
         let data = self.data_path()?;
-        let mut size = match self.driver.append_size(&data) {
-            Ok(size) => size,
-            Err(StorageError::NotFound(_)) => return self.restore_published(),
-            Err(e) => return Err(e.into()),
+        let Some(writer) = self.driver.open_append(&data)? else {
+            return self.restore_published();
         };
-        self.hasher = self.session().best_state(size)?.unwrap_or_default();
+        let mut size = writer.size();
+        if size > 0 {
+            self.hasher = self.session().best_state(size)?.unwrap_or_default();
+        }
+        if self.hasher.len() == size {
+            // The usual case: a state covers every byte, and the writer is ready to go on.
+            self.writer = Some(writer);
+            return Ok(());
+        }
+        drop(writer);
         if self.hasher.len() < size {
             self.driver.finish_appends(&data)?;
             // An object store may have counted parts that a crash cut short and that finishing

@@ -279,6 +279,19 @@ impl StorageDriver for S3Driver {
         Ok(self.head(path)?.map(|info| info.size))
     }
 
+    /// One discovery (`ListMultipartUploads`, `ListParts`, `HeadObject`) for both the size and
+    /// the writer, where `append_size` and then `writer` would ask twice.
+    fn open_append(&self, path: &DriverPath) -> Result<Option<Box<dyn FileWriter>>, StorageError> {
+        let writer = writer::S3Writer::open(&self.client, path, true, self.part_size)?;
+        if !writer.found_nothing() {
+            return Ok(Some(Box::new(writer)));
+        }
+        match listing::is_dir(&self.client, path)? {
+            Some(_) => Err(StorageError::IsDirectory(path.clone())),
+            None => Ok(None),
+        }
+    }
+
     fn start_appendable(&self, path: &DriverPath) -> Result<(), StorageError> {
         multipart::create(&self.client, &self.client.key(path), path).map(|_| ())
     }

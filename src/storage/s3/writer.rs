@@ -116,6 +116,11 @@ impl S3Writer {
         Ok(writer)
     }
 
+    /// True when `open` found neither an object nor an unfinished upload at the key.
+    pub(crate) fn found_nothing(&self) -> bool {
+        self.upload_id.is_none() && matches!(self.pending, Pending::None) && self.size == 0
+    }
+
     fn adopt_multipart(&mut self, found: Multipart, object: u64) {
         self.size = found.size();
         if found.parts.last().is_some_and(|p| p.size < MIN_PART_SIZE) {
