@@ -86,27 +86,7 @@ impl S3Driver {
     }
 
     fn head(&self, path: &DriverPath) -> Result<Option<FileInfo>, StorageError> {
-        let request = self
-            .client
-            .sdk
-            .head_object()
-            .bucket(&self.client.bucket)
-            .key(self.client.key(path));
-        match self
-            .client
-            .run(async move { request.customize().config_override(quick()).send().await })
-        {
-            Ok(output) => Ok(Some(FileInfo {
-                path: path.clone(),
-                size: output.content_length().unwrap_or_default().max(0) as u64,
-                is_dir: false,
-                modified: system_time(output.last_modified()),
-            })),
-            Err(e) => match storage_error("HeadObject", path, e) {
-                StorageError::NotFound(_) => Ok(None),
-                other => Err(other),
-            },
-        }
+        head_object(&self.client, path)
     }
 
     fn copy_object(
@@ -154,22 +134,30 @@ impl S3Driver {
     }
 }
 
-/// The size of the complete object at `path`, if there is one.
-fn object_size(client: &S3Client, path: &DriverPath) -> Result<Option<u64>, StorageError> {
+/// The complete object at `path` (size and modification time), if there is one.
+fn head_object(client: &S3Client, path: &DriverPath) -> Result<Option<FileInfo>, StorageError> {
     let request = client
         .sdk
         .head_object()
         .bucket(&client.bucket)
         .key(client.key(path));
     match client.run(async move { request.customize().config_override(quick()).send().await }) {
-        Ok(output) => Ok(Some(
-            output.content_length().unwrap_or_default().max(0) as u64
-        )),
+        Ok(output) => Ok(Some(FileInfo {
+            path: path.clone(),
+            size: output.content_length().unwrap_or_default().max(0) as u64,
+            is_dir: false,
+            modified: system_time(output.last_modified()),
+        })),
         Err(e) => match storage_error("HeadObject", path, e) {
             StorageError::NotFound(_) => Ok(None),
             other => Err(other),
         },
     }
+}
+
+/// The size of the complete object at `path`, if there is one.
+fn object_size(client: &S3Client, path: &DriverPath) -> Result<Option<u64>, StorageError> {
+    Ok(head_object(client, path)?.map(|info| info.size))
 }
 
 impl StorageDriver for S3Driver {
