@@ -135,7 +135,7 @@ pub(crate) fn walk(
                 continue; // a "directory marker" object some tools write
             }
             let components: Vec<&str> = relative.split('/').collect();
-            let (file, dirs) = components.split_last().expect("split gives one piece");
+            let dirs = &components[..components.len() - 1]; // the last one is the file
             let common = open
                 .iter()
                 .zip(dirs)
@@ -165,7 +165,6 @@ pub(crate) fn walk(
             if open.len() != dirs.len() {
                 continue; // below a directory whose name is not a valid path
             }
-            let _ = file;
             if let Some(file_path) = client.path_of(&key) {
                 let info = FileInfo {
                     path: file_path,

@@ -119,19 +119,6 @@ impl S3Driver {
             }
         }
     }
-
-    fn delete_key(&self, path: &DriverPath) -> Result<(), StorageError> {
-        let request = self
-            .client
-            .sdk
-            .delete_object()
-            .bucket(&self.client.bucket)
-            .key(self.client.key(path));
-        self.client
-            .run(async move { request.customize().config_override(quick()).send().await })
-            .map_err(|e| storage_error("DeleteObject", path, e))?;
-        Ok(())
-    }
 }
 
 /// The complete object at `path` (size and modification time), if there is one.
@@ -153,6 +140,19 @@ fn head_object(client: &S3Client, path: &DriverPath) -> Result<Option<FileInfo>,
             other => Err(other),
         },
     }
+}
+
+/// Deletes the object at `path` (S3 answers success whether or not it was there).
+fn delete_object(client: &S3Client, path: &DriverPath) -> Result<(), StorageError> {
+    let request = client
+        .sdk
+        .delete_object()
+        .bucket(&client.bucket)
+        .key(client.key(path));
+    client
+        .run(async move { request.customize().config_override(quick()).send().await })
+        .map_err(|e| storage_error("DeleteObject", path, e))?;
+    Ok(())
 }
 
 /// The size of the complete object at `path`, if there is one.
@@ -303,7 +303,7 @@ impl StorageDriver for S3Driver {
             None => return Err(StorageError::NotFound(source.clone())),
         };
         self.copy_object(source, dest, size)?;
-        self.delete_key(source)
+        delete_object(&self.client, source)
     }
 
     fn delete(&self, path: &DriverPath) -> Result<(), StorageError> {
@@ -311,7 +311,7 @@ impl StorageDriver for S3Driver {
         // path of the layout is both a file and a directory.
         let mut found = listing::delete_below(&self.client, path)?;
         if !found && self.head(path)?.is_some() {
-            self.delete_key(path)?;
+            delete_object(&self.client, path)?;
             found = true;
         }
         if found {

@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 
 use super::client::{storage_error, unavailable, S3Client};
 use super::multipart::{self, Multipart, Part};
-use super::{object_size, MIN_PART_SIZE};
+use super::{delete_object, object_size, MIN_PART_SIZE};
 use crate::storage::{DriverPath, FileWriter, StorageError};
 
 /// Parts uploading at once per writer.
@@ -260,19 +260,6 @@ impl S3Writer {
         Ok(bytes.to_vec())
     }
 
-    fn delete_object(&self) -> Result<(), StorageError> {
-        let request = self
-            .client
-            .sdk
-            .delete_object()
-            .bucket(&self.client.bucket)
-            .key(&self.key);
-        self.client
-            .run(async move { request.send().await })
-            .map_err(|e| storage_error("DeleteObject", &self.path, e))?;
-        Ok(())
-    }
-
     fn upload_id(&mut self) -> Result<String, StorageError> {
         if let Some(id) = &self.upload_id {
             return Ok(id.clone());
@@ -474,7 +461,7 @@ impl FileWriter for S3Writer {
         if let Some(id) = self.upload_id.take() {
             multipart::abort(&self.client, &self.key, &id, &self.path)?;
         }
-        self.delete_object()
+        delete_object(&self.client, &self.path)
     }
 
     fn durable_len(&mut self) -> u64 {
