@@ -1,8 +1,9 @@
 //! The storage subcommands on the real binary: put, get (with ranges), fsck, purge-uploads.
 
-use std::io::Write;
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
 
 use layerstore::digest::Digest;
@@ -11,22 +12,13 @@ use layerstore::storage::PathSpec;
 use layerstore::store::Store;
 
 fn run(args: &[&str], root: &Path, stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_layerstore"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_layerstore"));
+    command
         .arg(args[0])
         .arg("--root")
         .arg(root)
-        .args(&args[1..])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(bytes) = stdin {
-        input.write_all(bytes).unwrap();
-    }
-    drop(input);
-    child.wait_with_output().unwrap()
+        .args(&args[1..]);
+    common::process::run_with_stdin(command, stdin)
 }
 
 #[test]

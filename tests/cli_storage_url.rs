@@ -29,19 +29,8 @@ fn layerstore() -> Command {
     command
 }
 
-fn run(mut command: Command, stdin: Option<&[u8]>) -> Output {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(bytes) = stdin {
-        input.write_all(bytes).unwrap();
-    }
-    drop(input);
-    child.wait_with_output().unwrap()
+fn run(command: Command, stdin: Option<&[u8]>) -> Output {
+    common::process::run_with_stdin(command, stdin)
 }
 
 /// Standard output of a command that must have succeeded.

@@ -171,6 +171,22 @@ pub fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
+/// Runs `command` to the end with `stdin` (if any) on its standard input, capturing its output.
+pub fn run_with_stdin(mut command: Command, stdin: Option<&[u8]>) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {command:?}: {e}"));
+    let mut input = child.stdin.take().unwrap();
+    if let Some(bytes) = stdin {
+        std::io::Write::write_all(&mut input, bytes).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
 /// Runs a command with a deadline; kills it when the deadline passes. Returns its output.
 pub fn run_with_timeout(mut command: Command, timeout: Duration) -> Output {
     let mut child = command
