@@ -195,7 +195,11 @@ pub fn upload_files(store: &Store) -> Vec<DriverPath> {
         Ok(WalkControl::Continue)
     });
     match walked {
-        Ok(()) | Err(layerstore::storage::StorageError::NotFound(_)) => found,
+        Ok(()) | Err(layerstore::storage::StorageError::NotFound(_)) => {}
         Err(e) => panic!("walking repositories/: {e}"),
     }
+    // Garage's listings can lag a moment behind its deletes: a listed key counts only if the
+    // object is really there.
+    found.retain(|path| store.driver().file_size(path).unwrap().is_some());
+    found
 }
