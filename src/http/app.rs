@@ -1,6 +1,7 @@
 //! The request pipeline: parse the route, dispatch on (route, method) to a handler, turn every
 //! error into the OCI error body, and stamp the headers every response carries.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,8 +34,13 @@ pub struct AppState {
     pub delete_enabled: bool,
 }
 
-/// Answers one request. Never fails: errors become OCI error responses.
-pub async fn handle(state: Arc<AppState>, request: Request<Incoming>) -> Response<Body> {
+/// Answers one request from the client at `peer`. Never fails: errors become OCI error
+/// responses.
+pub async fn handle(
+    state: Arc<AppState>,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Body> {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let result = match Route::parse(&path) {
@@ -42,7 +48,7 @@ pub async fn handle(state: Arc<AppState>, request: Request<Incoming>) -> Respons
         Err(e) => Err(ApiError::from(e)),
     };
     let mut response = result.unwrap_or_else(ApiError::into_response);
-    tracing::debug!(%method, %path, status = response.status().as_u16(), "request");
+    tracing::debug!(%method, %path, %peer, status = response.status().as_u16(), "request");
     response
         .headers_mut()
         .insert(API_VERSION_HEADER, HeaderValue::from_static("registry/2.0"));

@@ -100,7 +100,7 @@ impl Server {
             let state = Arc::clone(&self.state);
             let service = service_fn(move |request| {
                 let state = Arc::clone(&state);
-                async move { Ok::<_, std::convert::Infallible>(handle(state, request).await) }
+                async move { Ok::<_, std::convert::Infallible>(handle(state, request, peer).await) }
             });
             let connection = builder.serve_connection(TokioIo::new(stream), service);
             let connection = graceful.watch(connection);
