@@ -24,12 +24,11 @@ struct Faulty {
 fn start() -> Faulty {
     let dir = tempfile::tempdir().unwrap();
     let driver = FaultyDriver::new(Arc::new(FilesystemDriver::new(dir.path())));
-    let state = AppState {
-        store: Store::new(Arc::new(driver.clone())),
-        signer: TokenSigner::new("faults"),
-        body_idle_timeout: Duration::from_secs(10),
-        delete_enabled: true,
-    };
+    let mut state = AppState::new(
+        Store::new(Arc::new(driver.clone())),
+        TokenSigner::new("faults"),
+    );
+    state.body_idle_timeout = Duration::from_secs(10);
     let server = TestServer::start_with(dir.path(), state, Limits::default());
     Faulty {
         server,

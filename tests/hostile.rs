@@ -15,12 +15,8 @@ use layerstore::http::token::TokenSigner;
 use layerstore::store::Store;
 
 fn strict_server(root: &Path) -> TestServer {
-    let state = AppState {
-        store: Store::filesystem(root),
-        signer: TokenSigner::new("hostile"),
-        body_idle_timeout: Duration::from_millis(800),
-        delete_enabled: true,
-    };
+    let mut state = AppState::new(Store::filesystem(root), TokenSigner::new("hostile"));
+    state.body_idle_timeout = Duration::from_millis(800);
     let limits = Limits {
         header_read_timeout: Duration::from_millis(800),
         max_connections: 64,

@@ -214,12 +214,8 @@ struct Run {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// # let dir = tempfile::tempdir().unwrap();
-/// # let state = AppState {
-/// #     store: layerstore::store::Store::filesystem(dir.path()),
-/// #     signer: TokenSigner::new("s"),
-/// #     body_idle_timeout: Duration::from_secs(5),
-/// #     delete_enabled: true,
-/// # };
+/// # let store = layerstore::store::Store::filesystem(dir.path());
+/// # let state = AppState::new(store, TokenSigner::new("s"));
 /// # let server = Server::bind("127.0.0.1:0".parse().unwrap(), state, Limits::default()).await.unwrap();
 /// # let addr = server.local_addr().unwrap();
 /// # tokio::spawn(server.run(std::future::pending()));

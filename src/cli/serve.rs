@@ -142,12 +142,8 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
     if let Some(version) = args.tarsum.or(file.tarsum) {
         store = store.with_tarsum(tarsum_version(&version)?);
     }
-    let state = AppState {
-        store,
-        signer,
-        body_idle_timeout: std::time::Duration::from_secs(60),
-        delete_enabled: file.delete_enabled.unwrap_or(true),
-    };
+    let mut state = AppState::new(store, signer);
+    state.delete_enabled = file.delete_enabled.unwrap_or(true);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

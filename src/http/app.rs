@@ -34,6 +34,19 @@ pub struct AppState {
     pub delete_enabled: bool,
 }
 
+impl AppState {
+    /// The state for `store` with upload tokens signed by `signer`, and the defaults: a 60 s
+    /// body idle timeout and DELETE allowed. Set the public fields to change them.
+    pub fn new(store: Store, signer: TokenSigner) -> Self {
+        AppState {
+            store,
+            signer,
+            body_idle_timeout: Duration::from_secs(60),
+            delete_enabled: true,
+        }
+    }
+}
+
 /// Answers one request from the client at `peer`. Never fails: errors become OCI error
 /// responses.
 pub async fn handle(

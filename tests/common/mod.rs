@@ -44,12 +44,8 @@ impl TestServer {
 
     /// A server over `root` with `secret` (several may share one root).
     pub fn start_on(root: &Path, secret: &str) -> Self {
-        let state = AppState {
-            store: backend::store_for(root),
-            signer: TokenSigner::new(secret),
-            body_idle_timeout: Duration::from_secs(10),
-            delete_enabled: true,
-        };
+        let mut state = AppState::new(backend::store_for(root), TokenSigner::new(secret));
+        state.body_idle_timeout = Duration::from_secs(10);
         Self::start_with(root, state, Limits::default())
     }
 
