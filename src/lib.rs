@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod client;
 pub mod digest;
 pub mod filehash;
 pub mod fuzzing;
