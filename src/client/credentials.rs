@@ -225,33 +225,7 @@ pub fn store_login(
         })?;
     auths.insert(normalize_host(host), serde_json::json!({ "auth": auth }));
     let text = serde_json::to_vec_pretty(&document).expect("a JSON value serializes");
-    write_private(path, &text).map_err(io)
-}
-
-/// Writes `bytes` to a temporary file beside `path` (mode 0600), syncs it, and renames it over
-/// `path`, so a reader never sees half a file.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    std::fs::create_dir_all(dir.unwrap_or(Path::new(".")))?;
-    let mut temp_name = path.as_os_str().to_owned();
-    temp_name.push(format!(".tmp.{}", std::process::id()));
-    let temp = PathBuf::from(temp_name);
-    let written = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temp, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    written
+    super::files::write_atomically(path, &text, 0o600).map_err(io)
 }
 
 fn read_auth_file(path: &Path) -> Result<Option<AuthFile>, CredentialError> {

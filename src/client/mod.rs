@@ -5,4 +5,6 @@
 
 pub mod challenge;
 pub mod credentials;
+mod files;
+pub mod layout;
 pub mod reference;

@@ -1,0 +1,336 @@
+//! OCI image layouts on disk (image-spec `image-layout.md`): `oci-layout`, `index.json` and
+//! `blobs/<algorithm>/<hex>`, as `skopeo copy … oci:DIR:TAG` and umoci write them.
+//!
+//! Tags live in `index.json` as the `org.opencontainers.image.ref.name` annotation of an entry.
+//! `index.json` is rewritten atomically (temporary file, fsync, rename) and unknown fields of its
+//! entries are kept, so a layout shared with other tools is never damaged.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Map, Value};
+
+use crate::digest::Digest;
+
+/// The annotation that names an index entry (a tag).
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// Media type of the layout's `index.json`.
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// Why a layout could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// `oci-layout` is missing or not version 1.x: not an OCI layout.
+    #[error("{0}: not an OCI image layout (no valid oci-layout file)")]
+    NotALayout(PathBuf),
+    /// `index.json` is not an image index.
+    #[error("{path}: invalid index.json: {reason}")]
+    InvalidIndex {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No entry carries the tag (or, without a tag, the index is not a single image).
+    #[error("{layout}: {reason}")]
+    NoSuchImage {
+        /// The layout directory.
+        layout: PathBuf,
+        /// What was looked for.
+        reason: String,
+    },
+}
+
+/// One entry of `index.json`: its descriptor fields, kept whole.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexEntry {
+    /// The entry's media type.
+    pub media_type: String,
+    /// The manifest's digest.
+    pub digest: Digest,
+    /// The manifest's size.
+    pub size: u64,
+    /// The whole descriptor as found (annotations, platform, unknown fields).
+    pub descriptor: Map<String, Value>,
+}
+
+impl IndexEntry {
+    /// The entry's tag (`org.opencontainers.image.ref.name`), if any.
+    pub fn tag(&self) -> Option<&str> {
+        self.descriptor.get("annotations")?.get(REF_NAME)?.as_str()
+    }
+}
+
+/// An image layout directory.
+#[derive(Debug, Clone)]
+pub struct OciLayout {
+    root: PathBuf,
+}
+
+impl OciLayout {
+    /// Opens an existing layout (its `oci-layout` file must say version 1.x).
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, LayoutError> {
+        let root = root.into();
+        let marker = root.join("oci-layout");
+        let bytes = std::fs::read(&marker).map_err(|_| LayoutError::NotALayout(root.clone()))?;
+        let version = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("imageLayoutVersion")?.as_str().map(str::to_owned));
+        match version {
+            Some(v) if v.starts_with("1.") => Ok(OciLayout { root }),
+            _ => Err(LayoutError::NotALayout(root)),
+        }
+    }
+
+    /// Opens the layout at `root`, creating the directory, `oci-layout` and an empty
+    /// `index.json` where missing.
+    ///
+    /// ```
+    /// use layerstore::client::layout::OciLayout;
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let layout = OciLayout::create(dir.path()).unwrap();
+    /// assert!(layout.entries().unwrap().is_empty());
+    /// assert!(OciLayout::open(dir.path()).is_ok());
+    /// ```
+    pub fn create(root: impl Into<PathBuf>) -> Result<Self, LayoutError> {
+        let root = root.into();
+        std::fs::create_dir_all(root.join("blobs")).map_err(|e| io(&root, e))?;
+        let marker = root.join("oci-layout");
+        if !marker.exists() {
+            write_atomically(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        }
+        let layout = OciLayout { root };
+        if !layout.index_path().exists() {
+            layout.write_index(&empty_index())?;
+        }
+        Ok(layout)
+    }
+
+    /// The layout's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the blob `digest` lives: `blobs/<algorithm>/<hex>`.
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        let text = digest.to_string();
+        let (algorithm, hex) = text.split_once(':').expect("a digest has a colon");
+        self.root.join("blobs").join(algorithm).join(hex)
+    }
+
+    /// True when the blob is present with exactly `size` bytes.
+    pub fn has_blob(&self, digest: &Digest, size: u64) -> bool {
+        std::fs::metadata(self.blob_path(digest)).is_ok_and(|m| m.is_file() && m.len() == size)
+    }
+
+    /// The entries of `index.json`, in order.
+    pub fn entries(&self) -> Result<Vec<IndexEntry>, LayoutError> {
+        let index = self.read_index()?;
+        let invalid = |reason: String| LayoutError::InvalidIndex {
+            path: self.index_path(),
+            reason,
+        };
+        let manifests = index
+            .get("manifests")
+            .and_then(Value::as_array)
+            .ok_or_else(|| invalid("no \"manifests\" array".into()))?;
+        manifests
+            .iter()
+            .enumerate()
+            .map(|(i, value)| {
+                entry(value).map_err(|reason| invalid(format!("manifests[{i}]: {reason}")))
+            })
+            .collect()
+    }
+
+    /// The entry tagged `tag`; without a tag, the only entry (an error when there are several).
+    pub fn find(&self, tag: Option<&str>) -> Result<IndexEntry, LayoutError> {
+        let entries = self.entries()?;
+        let missing = |reason: String| LayoutError::NoSuchImage {
+            layout: self.root.clone(),
+            reason,
+        };
+        match tag {
+            Some(tag) => entries
+                .into_iter()
+                .find(|e| e.tag() == Some(tag))
+                .ok_or_else(|| missing(format!("no image tagged {tag:?}"))),
+            None if entries.len() == 1 => Ok(entries.into_iter().next().expect("one entry")),
+            None => Err(missing(format!(
+                "{} images in index.json: name one with :TAG",
+                entries.len()
+            ))),
+        }
+    }
+
+    /// Adds a manifest to `index.json`: with `tag`, as that tag (an entry that had the tag
+    /// loses it); without, as an untagged entry unless one with the same digest exists.
+    pub fn add_manifest(
+        &self,
+        media_type: &str,
+        digest: &Digest,
+        size: u64,
+        tag: Option<&str>,
+    ) -> Result<(), LayoutError> {
+        let mut index = self.read_index()?;
+        let manifests = index
+            .get_mut("manifests")
+            .and_then(Value::as_array_mut)
+            .ok_or_else(|| LayoutError::InvalidIndex {
+                path: self.index_path(),
+                reason: "no \"manifests\" array".into(),
+            })?;
+        let digest_text = digest.to_string();
+        manifests.retain(|m| match tag {
+            Some(tag) => m.get("annotations").and_then(|a| a.get(REF_NAME)) != Some(&json!(tag)),
+            None => m.get("digest") != Some(&json!(digest_text)),
+        });
+        let mut descriptor =
+            json!({ "mediaType": media_type, "digest": digest_text, "size": size });
+        if let Some(tag) = tag {
+            descriptor["annotations"] = json!({ REF_NAME: tag });
+        }
+        manifests.push(descriptor);
+        self.write_index(&index)
+    }
+
+    fn index_path(&self) -> PathBuf {
+        self.root.join("index.json")
+    }
+
+    fn read_index(&self) -> Result<Value, LayoutError> {
+        let path = self.index_path();
+        let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
+        serde_json::from_slice(&bytes).map_err(|e| LayoutError::InvalidIndex {
+            path,
+            reason: e.to_string(),
+        })
+    }
+
+    fn write_index(&self, index: &Value) -> Result<(), LayoutError> {
+        let bytes = serde_json::to_vec(index).expect("a JSON value serializes");
+        write_atomically(&self.index_path(), &bytes)
+    }
+}
+
+fn empty_index() -> Value {
+    json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [] })
+}
+
+fn entry(value: &Value) -> Result<IndexEntry, String> {
+    let descriptor = value.as_object().ok_or("not an object")?.clone();
+    let media_type = descriptor
+        .get("mediaType")
+        .and_then(Value::as_str)
+        .ok_or("no mediaType")?
+        .to_owned();
+    let digest = descriptor
+        .get("digest")
+        .and_then(Value::as_str)
+        .ok_or("no digest")?
+        .parse::<Digest>()
+        .map_err(|e| format!("digest: {e}"))?;
+    let size = descriptor
+        .get("size")
+        .and_then(Value::as_u64)
+        .ok_or("no size")?;
+    Ok(IndexEntry {
+        media_type,
+        digest,
+        size,
+        descriptor,
+    })
+}
+
+fn io(path: &Path, source: std::io::Error) -> LayoutError {
+    LayoutError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
+    super::files::write_atomically(path, bytes, 0o644).map_err(|e| io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(c: char) -> Digest {
+        format!("sha256:{}", c.to_string().repeat(64))
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn tags_replace_and_untagged_entries_dedupe() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = OciLayout::create(dir.path()).unwrap();
+        let m = "application/vnd.oci.image.manifest.v1+json";
+        layout
+            .add_manifest(m, &digest('a'), 10, Some("v1"))
+            .unwrap();
+        layout
+            .add_manifest(m, &digest('b'), 11, Some("v1"))
+            .unwrap();
+        layout.add_manifest(m, &digest('c'), 12, None).unwrap();
+        layout.add_manifest(m, &digest('c'), 12, None).unwrap();
+        let entries = layout.entries().unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(layout.find(Some("v1")).unwrap().digest, digest('b'));
+        assert!(layout.find(None).is_err(), "two images need a tag");
+        assert!(matches!(
+            layout.find(Some("nope")),
+            Err(LayoutError::NoSuchImage { .. })
+        ));
+    }
+
+    #[test]
+    fn unknown_fields_survive_a_rewrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = OciLayout::create(dir.path()).unwrap();
+        let index = json!({"schemaVersion": 2, "manifests": [{
+            "mediaType": "m", "digest": digest('a').to_string(), "size": 1,
+            "platform": {"os": "linux", "architecture": "arm64"}, "x-extra": [1, 2]
+        }], "annotations": {"keep": "me"}});
+        std::fs::write(dir.path().join("index.json"), index.to_string()).unwrap();
+        layout
+            .add_manifest("m", &digest('b'), 2, Some("t"))
+            .unwrap();
+        let text = std::fs::read_to_string(dir.path().join("index.json")).unwrap();
+        assert!(text.contains("x-extra") && text.contains("arm64") && text.contains("keep"));
+    }
+
+    #[test]
+    fn not_a_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            OciLayout::open(dir.path()),
+            Err(LayoutError::NotALayout(_))
+        ));
+        std::fs::write(
+            dir.path().join("oci-layout"),
+            r#"{"imageLayoutVersion":"2.0"}"#,
+        )
+        .unwrap();
+        assert!(OciLayout::open(dir.path()).is_err());
+    }
+
+    #[test]
+    fn blob_paths() {
+        let layout = OciLayout { root: "/x".into() };
+        assert_eq!(
+            layout.blob_path(&digest('a')),
+            PathBuf::from(format!("/x/blobs/sha256/{}", "a".repeat(64)))
+        );
+    }
+}
