@@ -153,7 +153,7 @@ fn seconds(value: f64, option: &str) -> Result<Duration, String> {
 }
 
 /// `123`, `4K`, `16M`, `1G` (powers of 1024; a trailing `iB`/`B` is accepted).
-fn parse_size(text: &str) -> Result<u64, String> {
+pub(super) fn parse_size(text: &str) -> Result<u64, String> {
     let trimmed = text.trim_end_matches("iB").trim_end_matches('B');
     let (digits, shift) = match trimmed.char_indices().last() {
         Some((i, 'K' | 'k')) => (&trimmed[..i], 10),

@@ -10,11 +10,15 @@ mod digest;
 mod fsck;
 mod get;
 mod heap;
+mod login;
+mod progress;
 mod purge;
 mod put;
+mod registry_args;
 mod serve;
 mod storage_args;
 mod tarsum;
+mod transfer;
 
 /// layerstore: a content-addressable blob store for container registries.
 #[derive(Debug, Parser)]
@@ -36,6 +40,10 @@ enum Command {
     CrashWorker(crash_worker::CrashWorkerArgs),
     Tarsum(tarsum::TarsumArgs),
     Bench(bench::BenchArgs),
+    Push(transfer::PushArgs),
+    Pull(transfer::PullArgs),
+    Copy(transfer::CopyArgs),
+    Login(login::LoginArgs),
 }
 
 /// Parses the command line and runs the chosen subcommand.
@@ -51,5 +59,9 @@ pub fn run() -> ExitCode {
         Command::CrashWorker(args) => crash_worker::run(args),
         Command::Tarsum(args) => tarsum::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Push(args) => transfer::push(args),
+        Command::Pull(args) => transfer::pull(args),
+        Command::Copy(args) => transfer::copy(args),
+        Command::Login(args) => login::run(args),
     }
 }

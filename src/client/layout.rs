@@ -7,14 +7,15 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::digest::Digest;
 
 /// The annotation that names an index entry (a tag).
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
-/// Media type of the layout's `index.json`.
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 /// Why a layout could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -48,8 +49,9 @@ pub enum LayoutError {
     },
 }
 
-/// One entry of `index.json`: its descriptor fields, kept whole.
-#[derive(Debug, Clone, PartialEq)]
+/// One entry of `index.json`: the descriptor fields this reads, plus every other field, kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct IndexEntry {
     /// The entry's media type.
     pub media_type: String,
@@ -57,15 +59,32 @@ pub struct IndexEntry {
     pub digest: Digest,
     /// The manifest's size.
     pub size: u64,
-    /// The whole descriptor as found (annotations, platform, unknown fields).
-    pub descriptor: Map<String, Value>,
+    /// Annotations (the tag is `org.opencontainers.image.ref.name`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Fields this does not interpret (platform, urls, ...), written back unchanged.
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
 }
 
 impl IndexEntry {
     /// The entry's tag (`org.opencontainers.image.ref.name`), if any.
     pub fn tag(&self) -> Option<&str> {
-        self.descriptor.get("annotations")?.get(REF_NAME)?.as_str()
+        self.annotations.get(REF_NAME).map(String::as_str)
     }
+}
+
+/// `index.json`, with fields in the order skopeo writes them, so a layout written here is
+/// byte-identical to skopeo's for the same image.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IndexFile {
+    schema_version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    media_type: Option<String>,
+    manifests: Vec<IndexEntry>,
+    #[serde(flatten)]
+    other: Map<String, Value>,
 }
 
 /// An image layout directory.
@@ -105,7 +124,7 @@ impl OciLayout {
         std::fs::create_dir_all(root.join("blobs")).map_err(|e| io(&root, e))?;
         let marker = root.join("oci-layout");
         if !marker.exists() {
-            write_atomically(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+            write_atomically(&marker, br#"{"imageLayoutVersion": "1.0.0"}"#)?;
         }
         let layout = OciLayout { root };
         if !layout.index_path().exists() {
@@ -133,22 +152,7 @@ impl OciLayout {
 
     /// The entries of `index.json`, in order.
     pub fn entries(&self) -> Result<Vec<IndexEntry>, LayoutError> {
-        let index = self.read_index()?;
-        let invalid = |reason: String| LayoutError::InvalidIndex {
-            path: self.index_path(),
-            reason,
-        };
-        let manifests = index
-            .get("manifests")
-            .and_then(Value::as_array)
-            .ok_or_else(|| invalid("no \"manifests\" array".into()))?;
-        manifests
-            .iter()
-            .enumerate()
-            .map(|(i, value)| {
-                entry(value).map_err(|reason| invalid(format!("manifests[{i}]: {reason}")))
-            })
-            .collect()
+        Ok(self.read_index()?.manifests)
     }
 
     /// The entry tagged `tag`; without a tag, the only entry (an error when there are several).
@@ -181,24 +185,21 @@ impl OciLayout {
         tag: Option<&str>,
     ) -> Result<(), LayoutError> {
         let mut index = self.read_index()?;
-        let manifests = index
-            .get_mut("manifests")
-            .and_then(Value::as_array_mut)
-            .ok_or_else(|| LayoutError::InvalidIndex {
-                path: self.index_path(),
-                reason: "no \"manifests\" array".into(),
-            })?;
-        let digest_text = digest.to_string();
-        manifests.retain(|m| match tag {
-            Some(tag) => m.get("annotations").and_then(|a| a.get(REF_NAME)) != Some(&json!(tag)),
-            None => m.get("digest") != Some(&json!(digest_text)),
+        index.manifests.retain(|m| match tag {
+            Some(tag) => m.tag() != Some(tag),
+            None => &m.digest != digest,
         });
-        let mut descriptor =
-            json!({ "mediaType": media_type, "digest": digest_text, "size": size });
+        let mut annotations = BTreeMap::new();
         if let Some(tag) = tag {
-            descriptor["annotations"] = json!({ REF_NAME: tag });
+            annotations.insert(REF_NAME.to_owned(), tag.to_owned());
         }
-        manifests.push(descriptor);
+        index.manifests.push(IndexEntry {
+            media_type: media_type.to_owned(),
+            digest: digest.clone(),
+            size,
+            annotations,
+            other: Map::new(),
+        });
         self.write_index(&index)
     }
 
@@ -206,7 +207,7 @@ impl OciLayout {
         self.root.join("index.json")
     }
 
-    fn read_index(&self) -> Result<Value, LayoutError> {
+    fn read_index(&self) -> Result<IndexFile, LayoutError> {
         let path = self.index_path();
         let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
         serde_json::from_slice(&bytes).map_err(|e| LayoutError::InvalidIndex {
@@ -215,39 +216,19 @@ impl OciLayout {
         })
     }
 
-    fn write_index(&self, index: &Value) -> Result<(), LayoutError> {
-        let bytes = serde_json::to_vec(index).expect("a JSON value serializes");
+    fn write_index(&self, index: &IndexFile) -> Result<(), LayoutError> {
+        let bytes = serde_json::to_vec(index).expect("an index serializes");
         write_atomically(&self.index_path(), &bytes)
     }
 }
 
-fn empty_index() -> Value {
-    json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [] })
-}
-
-fn entry(value: &Value) -> Result<IndexEntry, String> {
-    let descriptor = value.as_object().ok_or("not an object")?.clone();
-    let media_type = descriptor
-        .get("mediaType")
-        .and_then(Value::as_str)
-        .ok_or("no mediaType")?
-        .to_owned();
-    let digest = descriptor
-        .get("digest")
-        .and_then(Value::as_str)
-        .ok_or("no digest")?
-        .parse::<Digest>()
-        .map_err(|e| format!("digest: {e}"))?;
-    let size = descriptor
-        .get("size")
-        .and_then(Value::as_u64)
-        .ok_or("no size")?;
-    Ok(IndexEntry {
-        media_type,
-        digest,
-        size,
-        descriptor,
-    })
+fn empty_index() -> IndexFile {
+    IndexFile {
+        schema_version: 2,
+        media_type: None,
+        manifests: Vec::new(),
+        other: Map::new(),
+    }
 }
 
 fn io(path: &Path, source: std::io::Error) -> LayoutError {
@@ -298,7 +279,7 @@ mod tests {
     fn unknown_fields_survive_a_rewrite() {
         let dir = tempfile::tempdir().unwrap();
         let layout = OciLayout::create(dir.path()).unwrap();
-        let index = json!({"schemaVersion": 2, "manifests": [{
+        let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
             "mediaType": "m", "digest": digest('a').to_string(), "size": 1,
             "platform": {"os": "linux", "architecture": "arm64"}, "x-extra": [1, 2]
         }], "annotations": {"keep": "me"}});
@@ -308,6 +289,28 @@ mod tests {
             .unwrap();
         let text = std::fs::read_to_string(dir.path().join("index.json")).unwrap();
         assert!(text.contains("x-extra") && text.contains("arm64") && text.contains("keep"));
+    }
+
+    #[test]
+    fn index_json_is_written_as_skopeo_writes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = OciLayout::create(dir.path()).unwrap();
+        let m = "application/vnd.oci.image.manifest.v1+json";
+        layout
+            .add_manifest(m, &digest('a'), 399, Some("v1"))
+            .unwrap();
+        let expected = format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{m}","digest":"{}","size":399,"annotations":{{"org.opencontainers.image.ref.name":"v1"}}}}]}}"#,
+            digest('a')
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("index.json")).unwrap(),
+            expected
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("oci-layout")).unwrap(),
+            r#"{"imageLayoutVersion": "1.0.0"}"#
+        );
     }
 
     #[test]

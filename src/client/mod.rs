@@ -32,6 +32,7 @@ pub mod doctest;
 mod download;
 mod error;
 mod files;
+mod image;
 pub mod layout;
 mod listing;
 mod manifests;
@@ -40,14 +41,20 @@ mod reader;
 pub mod reference;
 mod registry;
 mod single_flight;
+mod transfer;
 mod transport;
 mod upload;
 
 pub use auth::Scopes;
 pub use blobs::BlobStream;
 pub use error::ClientError;
+pub use image::{read_layout, read_remote, ManifestNode, PlatformFilter};
 pub use manifests::{Manifest, DEFAULT_ACCEPT, MAX_MANIFEST_BYTES};
 pub use options::ClientOptions;
 pub use reader::{BlobReader, BlockingBlobReader, READ_AHEAD};
 pub use registry::Registry;
+pub use transfer::{
+    copy_image, pull_image, push_image, BlobOutcome, NoProgress, Progress, TransferOptions,
+    TransferReport,
+};
 pub use upload::{PushOptions, PushOutcome};

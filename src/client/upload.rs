@@ -21,6 +21,17 @@ use crate::digest::Digest;
 
 /// Bytes per frame of a file being sent.
 const FILE_FRAME: usize = 256 << 10;
+/// Failed chunks (or commits) of one push retried after asking the registry where it stands.
+const MAX_CHUNK_FAILURES: u32 = 5;
+/// Pause before asking again, times the failures so far.
+const RECHECK_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// True when the registry refused a request because the upload session is in use or in an
+/// unexpected state, as right after an interrupted request (layerstore holds a session until
+/// the aborted request has saved what it received): worth asking the status and going on.
+fn is_busy(error: &ClientError) -> bool {
+    matches!(error, ClientError::Status { code: Some(code), .. } if code == "BLOB_UPLOAD_INVALID")
+}
 
 /// How a file is pushed.
 #[derive(Clone, Default)]
@@ -176,8 +187,9 @@ impl Registry {
                         on_session(&location);
                     }
                 }
-                Err(e) if e.is_transient() && failures < 3 => {
+                Err(e) if (e.is_transient() || is_busy(&e)) && failures < MAX_CHUNK_FAILURES => {
                     failures += 1;
+                    tokio::time::sleep(RECHECK_PAUSE * failures).await;
                     tracing::debug!(error = %e, "chunk failed; asking the registry where it stands");
                     let (next, held) =
                         self.upload_status(repo, &location).await?.ok_or_else(|| {
@@ -344,5 +356,74 @@ fn check_returned_digest<B>(response: &Response<B>, digest: &Digest) -> Result<(
             actual: returned,
         }),
         _ => Ok(()),
+    }
+}
+
+impl Registry {
+    /// Pushes a blob read from another registry ([`Registry::get_blob`]) without touching the
+    /// disk: one streamed `PATCH`, then the commit. If the source stream fails its digest
+    /// check, the upload is abandoned before the commit.
+    pub async fn push_blob_stream(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        mut source: super::blobs::BlobStream,
+        progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+    ) -> Result<PushOutcome, ClientError> {
+        if self.blob_size(repo, digest).await?.is_some() {
+            return Ok(PushOutcome::Exists);
+        }
+        let (location, _) = self.start_upload(repo).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Frame<Bytes>>>(8);
+        let pump = tokio::spawn(async move {
+            let mut sent = 0u64;
+            loop {
+                match source.next_chunk().await {
+                    Ok(Some(chunk)) => {
+                        sent += chunk.len() as u64;
+                        if tx.send(Ok(Frame::data(chunk))).await.is_err() {
+                            return Err(ClientError::Protocol("the upload stopped reading".into()));
+                        }
+                        if let Some(progress) = &progress {
+                            progress(sent);
+                        }
+                    }
+                    Ok(None) => return Ok(sent),
+                    Err(e) => {
+                        let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                        return Err(e);
+                    }
+                }
+            }
+        });
+        let body = Payload::Stream(BodyExt::boxed(StreamBody::new(tokio_stream_of(rx))));
+        let call = Call::new(Method::PATCH, location.as_str(), push_scope(repo))
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .payload(body);
+        let sent = self
+            .send(call, &[StatusCode::ACCEPTED, StatusCode::NO_CONTENT])
+            .await;
+        let pumped = pump
+            .await
+            .map_err(|e| ClientError::Protocol(format!("copy task: {e}")))?;
+        let response = match (sent, pumped) {
+            (_, Err(source_error)) => {
+                let _ = self
+                    .execute(Call::new(
+                        Method::DELETE,
+                        location.as_str(),
+                        push_scope(repo),
+                    ))
+                    .await;
+                return Err(source_error);
+            }
+            (Err(e), Ok(_)) => return Err(e),
+            (Ok(response), Ok(_)) => response,
+        };
+        let next = self.url(&location_header(&response).unwrap_or(location))?;
+        let call = Call::new(Method::PUT, with_digest(&next, digest), push_scope(repo));
+        let response = self.send(call, &[StatusCode::CREATED]).await?;
+        check_returned_digest(&response, digest)?;
+        Ok(PushOutcome::Uploaded { resumed_from: 0 })
     }
 }
