@@ -13,6 +13,9 @@ mod heap;
 mod purge;
 mod put;
 mod serve;
+mod serve_auth;
+mod serve_observe;
+mod serve_tls;
 mod storage_args;
 mod tarsum;
 
@@ -24,6 +27,8 @@ struct Cli {
     command: Command,
 }
 
+// The command line is parsed once; the size of `serve`'s many options does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     Serve(serve::ServeArgs),
