@@ -1,14 +1,17 @@
 //! The store's read-side hot paths: mapping names to storage paths, and serving byte ranges
-//! of a blob from its memory map (what every range GET does after routing).
+//! of a blob from its memory map (what every range GET does after routing), with and without
+//! metrics (`Store::with_metrics`: each driver call timed and counted).
 //!
 //! Run: `cargo bench --bench store`
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use layerstore::metrics::Metrics;
 use layerstore::names::RepositoryName;
-use layerstore::storage::PathSpec;
+use layerstore::storage::{DriverPath, InMemoryDriver, MeteredDriver, PathSpec, StorageDriver};
 use layerstore::store::{ByteRange, Store};
 use layerstore::Digest;
 use std::hint::black_box;
+use std::sync::Arc;
 
 fn path_mapping(c: &mut Criterion) {
     let repo = RepositoryName::parse("library/some-team/app").unwrap();
@@ -51,7 +54,7 @@ fn stored_blob() -> (tempfile::TempDir, Store, RepositoryName, Digest, u64) {
 }
 
 fn range_reads(c: &mut Criterion) {
-    let (_dir, store, repo, digest, len) = stored_blob();
+    let (dir, store, repo, digest, len) = stored_blob();
     let mut group = c.benchmark_group("range_read");
     group.throughput(Throughput::Bytes(4096));
     let mut offset = 0u64;
@@ -71,6 +74,15 @@ fn range_reads(c: &mut Criterion) {
             black_box(body.slice(range).unwrap().map(|s| s[0]));
         })
     });
+    // The same through a store whose driver calls are timed and counted (what `serve` runs).
+    let metered = Store::filesystem(dir.path()).with_metrics(Arc::new(Metrics::new()));
+    group.bench_function("open_and_slice_4KiB_metered", |b| {
+        b.iter(|| {
+            let (_, body) = metered.open_blob(Some(&repo), &digest).unwrap();
+            let range = next_range();
+            black_box(body.slice(range).unwrap().map(|s| s[0]));
+        })
+    });
     let (_, body) = store.open_blob(Some(&repo), &digest).unwrap();
     group.bench_function("slice_4KiB", |b| {
         b.iter(|| black_box(body.slice(next_range()).unwrap().map(|s| s[4095])))
@@ -86,5 +98,23 @@ fn range_reads(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, path_mapping, range_reads);
+/// The cost a `MeteredDriver` adds to one call: an in-memory `get_content` of a link-sized file
+/// (the cheapest real call), bare and metered.
+fn metered_driver(c: &mut Criterion) {
+    let bare: Arc<dyn StorageDriver> = Arc::new(InMemoryDriver::new());
+    let metered = MeteredDriver::new(Arc::clone(&bare), Arc::new(Metrics::new()));
+    let path = DriverPath::parse("/docker/registry/v2/repositories/a/_layers/link").unwrap();
+    bare.put_content(&path, Digest::sha256(b"x").to_string().as_bytes())
+        .unwrap();
+    let mut group = c.benchmark_group("driver_call");
+    group.bench_function("get_content_bare", |b| {
+        b.iter(|| black_box(bare.get_content(black_box(&path)).unwrap().len()))
+    });
+    group.bench_function("get_content_metered", |b| {
+        b.iter(|| black_box(metered.get_content(black_box(&path)).unwrap().len()))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, path_mapping, range_reads, metered_driver);
 criterion_main!(benches);

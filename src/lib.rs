@@ -15,7 +15,9 @@
 //! | [`storage`] | storage drivers (filesystem, in-memory), validated paths, distribution's layout | files |
 //! | [`store`] | blobs, resumable uploads, manifests, tags, referrers, purge, fsck | via a driver |
 //! | [`filehash`] | hash files (mapped windows) and streams with flat memory | reads files |
+//! | [`auth`] | htpasswd and registry-token (JWT) authentication, scopes, challenges | reads files |
 //! | [`http`] | the OCI distribution API on hyper + tokio: routes, handlers, errors, tokens | sockets |
+//! | [`metrics`] | Prometheus metric families of a server, text encoding, fsck textfiles | pure |
 //! | [`bench`] | `layerstore bench`: verified throughput/latency client for any OCI registry | network |
 //! | [`fuzzing`] | entry points shared by the fuzz targets and the corpus replay test | pure |
 //!
@@ -25,6 +27,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod bench;
 pub mod client;
 pub mod digest;
@@ -33,6 +36,7 @@ pub mod fuzzing;
 pub mod hash;
 pub mod http;
 pub mod manifest;
+pub mod metrics;
 pub mod names;
 pub mod storage;
 pub mod store;

@@ -1,6 +1,7 @@
 //! A minimal HTTP/1.1 client on hyper: one kept-alive connection per worker and server,
 //! reopened only when the server closes it, plus the base-URL parsing and `Location`
-//! resolution a registry client needs. No pooling layer: each scenario owns its connections,
+//! resolution a registry client needs. `https` URLs are reached over TLS
+//! ([`super::transport`]). No pooling layer: each scenario owns its connections,
 //! so the number of sockets is exactly the number asked for (times the number of servers).
 //!
 //! A run may name several servers (instances sharing one store and one secret, as behind a
@@ -19,9 +20,11 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderValue, HOST};
 use hyper::{Method, Request, Response, Uri};
-use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
 
 use super::error::BenchError;
+use super::transport::{connect, TlsTarget, NO_TRUST};
 
 /// The body type of every request: empty, a buffer, or generated content.
 pub type RequestBody = BoxBody<Bytes, Infallible>;
@@ -29,28 +32,32 @@ pub type RequestBody = BoxBody<Bytes, Infallible>;
 /// How long one request may wait for the response head (plus a second per MiB of its body).
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// A parsed `http://HOST[:PORT][/PREFIX]` base URL.
+/// A parsed `http[s]://HOST[:PORT][/PREFIX]` base URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BaseUrl {
+    /// Whether the scheme is `https`.
+    pub https: bool,
     /// `HOST[:PORT]` as given: sent as `Host` and compared with absolute `Location`s.
     pub authority: String,
     /// Host name or address to resolve.
     pub host: String,
-    /// TCP port (80 when absent).
+    /// TCP port (80, or 443 for https, when absent).
     pub port: u16,
     /// Path prefix before `/v2/`, without a trailing slash ("" for most registries).
     pub prefix: String,
 }
 
 impl BaseUrl {
-    /// Parses the base URL; only plain `http` is supported (the client has no TLS).
+    /// Parses the base URL (`http` or `https`).
     ///
     /// ```
     /// use layerstore::bench::client::BaseUrl;
     ///
     /// let url = BaseUrl::parse("http://127.0.0.1:5000/").unwrap();
     /// assert_eq!((url.host.as_str(), url.port, url.prefix.as_str()), ("127.0.0.1", 5000, ""));
-    /// assert!(BaseUrl::parse("https://registry.example").is_err());
+    /// let url = BaseUrl::parse("https://registry.example/mirror").unwrap();
+    /// assert_eq!((url.https, url.port, url.prefix.as_str()), (true, 443, "/mirror"));
+    /// assert!(BaseUrl::parse("ftp://registry.example").is_err());
     /// ```
     pub fn parse(url: &str) -> Result<Self, BenchError> {
         let invalid = |reason| BenchError::InvalidUrl {
@@ -58,21 +65,31 @@ impl BaseUrl {
             reason,
         };
         let uri: Uri = url.parse().map_err(|_| invalid("not a URL"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => return Err(invalid("https is not supported (no TLS client)")),
-            _ => return Err(invalid("scheme must be http")),
-        }
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => return Err(invalid("scheme must be http or https")),
+        };
         let authority = uri.authority().ok_or_else(|| invalid("no host"))?;
         if uri.query().is_some() {
             return Err(invalid("a base URL has no query"));
         }
         Ok(BaseUrl {
+            https,
             authority: authority.as_str().to_owned(),
             host: authority.host().to_owned(),
-            port: authority.port_u16().unwrap_or(80),
+            port: authority.port_u16().unwrap_or(if https { 443 } else { 80 }),
             prefix: uri.path().trim_end_matches('/').to_owned(),
         })
+    }
+
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &'static str {
+        if self.https {
+            "https"
+        } else {
+            "http"
+        }
     }
 }
 
@@ -85,17 +102,42 @@ pub struct Target {
     pub addr: SocketAddr,
     /// `base.authority` as the `Host` header sent with every request.
     host: HeaderValue,
+    /// For https URLs.
+    tls: Option<TlsTarget>,
 }
 
 impl Target {
-    /// Parses and resolves `url`.
+    /// Parses and resolves an `http` URL.
     pub async fn resolve(url: &str) -> Result<Arc<Self>, BenchError> {
+        Self::resolve_with(url, None).await
+    }
+
+    /// Parses and resolves `url`; an `https` one needs `tls` (see
+    /// [`tls_config`](super::transport::tls_config)).
+    pub async fn resolve_with(
+        url: &str,
+        tls: Option<&Arc<ClientConfig>>,
+    ) -> Result<Arc<Self>, BenchError> {
         let base = BaseUrl::parse(url)?;
-        let host_header =
-            HeaderValue::from_str(&base.authority).map_err(|_| BenchError::InvalidUrl {
-                url: url.to_owned(),
-                reason: "the host is not a valid Host header",
-            })?;
+        let invalid = |reason| BenchError::InvalidUrl {
+            url: url.to_owned(),
+            reason,
+        };
+        let host_header = HeaderValue::from_str(&base.authority)
+            .map_err(|_| invalid("the host is not a valid Host header"))?;
+        let tls = match (base.https, tls) {
+            (false, _) => None,
+            (true, None) => return Err(invalid(NO_TRUST)),
+            (true, Some(config)) => {
+                let bare = base.host.trim_start_matches('[').trim_end_matches(']');
+                let name = ServerName::try_from(bare.to_owned())
+                    .map_err(|_| invalid("the host is not a valid TLS server name"))?;
+                Some(TlsTarget {
+                    config: Arc::clone(config),
+                    name,
+                })
+            }
+        };
         let host = format!("{}:{}", base.host, base.port);
         let first = match tokio::net::lookup_host(host.clone()).await {
             Ok(mut addrs) => addrs.next(),
@@ -109,6 +151,7 @@ impl Target {
             base,
             addr,
             host: host_header,
+            tls,
         }))
     }
 
@@ -127,7 +170,12 @@ impl Target {
     /// path and query to use next: absolute URLs must name this server; relative ones are
     /// resolved against the request's path (RFC 3986, section 5.2).
     pub fn resolve_location(&self, request_path: &str, location: &str) -> Option<String> {
-        resolve_location(&self.base.authority, request_path, location)
+        resolve_location_in(
+            self.base.scheme(),
+            &self.base.authority,
+            request_path,
+            location,
+        )
     }
 }
 
@@ -141,12 +189,16 @@ pub struct Targets {
 }
 
 impl Targets {
-    /// Parses and resolves every URL. All must have the same path prefix, because the path of
-    /// a `Location` returned by one server is sent as is to the next.
-    pub async fn resolve(urls: &[String]) -> Result<Arc<Self>, BenchError> {
+    /// Parses and resolves every URL (`https` ones need `tls`). All must have the same path
+    /// prefix, because the path of a `Location` returned by one server is sent as is to the
+    /// next.
+    pub async fn resolve(
+        urls: &[String],
+        tls: Option<&Arc<ClientConfig>>,
+    ) -> Result<Arc<Self>, BenchError> {
         let mut all: Vec<Arc<Target>> = Vec::with_capacity(urls.len());
         for url in urls {
-            let target = Target::resolve(url).await?;
+            let target = Target::resolve_with(url, tls).await?;
             if all
                 .first()
                 .is_some_and(|first| first.base.prefix != target.base.prefix)
@@ -192,7 +244,7 @@ pub fn request(method: Method, path_and_query: &str) -> hyper::http::request::Bu
     Request::builder().method(method).uri(path_and_query)
 }
 
-/// Pure form of [`Target::resolve_location`].
+/// Pure form of [`Target::resolve_location`] for an `http` server.
 ///
 /// ```
 /// use layerstore::bench::client::resolve_location;
@@ -206,22 +258,33 @@ pub fn request(method: Method, path_and_query: &str) -> hyper::http::request::Bu
 /// assert_eq!(resolve_location("h:1", "/./.#/", "").as_deref(), Some("/"));
 /// ```
 pub fn resolve_location(authority: &str, request_path: &str, location: &str) -> Option<String> {
+    resolve_location_in("http", authority, request_path, location)
+}
+
+/// Pure form of [`Target::resolve_location`]: absolute `Location`s must name `scheme` and
+/// `authority`.
+pub fn resolve_location_in(
+    scheme: &str,
+    authority: &str,
+    request_path: &str,
+    location: &str,
+) -> Option<String> {
     // A fragment is never sent and takes no part in resolving (RFC 3986, sections 5.1 and
     // 5.2.2); left in, it hid dot segments from `remove_dot_segments` (found by the
     // `bench_location` fuzz target: `0/..#x/5/.` resolved to `/v2/r/blobs/uploads/0/..`, and a
     // request path `/./.#/` to `/.`).
     let (request_path, location) = (without_fragment(request_path), without_fragment(location));
-    let resolved = if let Some(rest) = location
-        .strip_prefix("http://")
-        .or_else(|| location.strip_prefix("//"))
-    {
+    let absolute = location
+        .strip_prefix(scheme)
+        .and_then(|rest| rest.strip_prefix("://"));
+    let resolved = if let Some(rest) = absolute.or_else(|| location.strip_prefix("//")) {
         let (host, path) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
         if !host.eq_ignore_ascii_case(authority) {
             return None;
         }
         absolute_path(path)
     } else if location.contains("://") {
-        return None; // https or another scheme: not this plain-http server
+        return None; // another scheme: not this server
     } else if location.starts_with('/') {
         location.to_owned()
     } else {
@@ -353,32 +416,13 @@ impl Connection {
         };
         let sender = match self.senders[slot].take() {
             Some(sender) if reusable => sender,
-            _ => connect(step, self.target().addr).await?,
+            _ => {
+                let target = self.target();
+                connect(step, target.addr, target.tls.as_ref()).await?
+            }
         };
         Ok(self.senders[slot].insert(sender))
     }
-}
-
-/// Opens a connection to `addr` and drives it on its own task.
-async fn connect(
-    step: &'static str,
-    addr: SocketAddr,
-) -> Result<SendRequest<RequestBody>, BenchError> {
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|source| BenchError::Connect { addr, source })?;
-    // Small requests (POST, range GET) must not wait for Nagle's algorithm.
-    stream
-        .set_nodelay(true)
-        .map_err(|source| BenchError::Connect { addr, source })?;
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|source| BenchError::Http { step, source })?;
-    tokio::spawn(async move {
-        // Errors surface on the next request through `ready`/`send_request`.
-        let _ = connection.await;
-    });
-    Ok(sender)
 }
 
 /// An empty request body.
@@ -473,12 +517,14 @@ mod tests {
             ),
             ("[::1]:8080", "[::1]", "/mirror")
         );
+        let url = BaseUrl::parse("https://h:8443").unwrap();
+        assert_eq!((url.https, url.port, url.scheme()), (true, 8443, "https"));
         for bad in [
             "",
             "localhost:5000",
             "ftp://h/",
             "http://h/?q=1",
-            "https://h",
+            "https://h/?q",
         ] {
             assert!(BaseUrl::parse(bad).is_err(), "{bad}");
         }
@@ -509,6 +555,11 @@ mod tests {
                 "{location}"
             );
         }
+        // An https server's absolute Locations are https ones.
+        let https = |location| resolve_location_in("https", "h:5000", at, location);
+        assert_eq!(https("https://h:5000/v2/x").as_deref(), Some("/v2/x"));
+        assert_eq!(https("//h:5000/v2/x").as_deref(), Some("/v2/x"));
+        assert_eq!(https("http://h:5000/v2/x"), None);
     }
 
     #[test]
@@ -539,7 +590,7 @@ mod tests {
     #[tokio::test]
     async fn targets_take_turns_and_share_one_prefix() {
         let urls = ["http://127.0.0.1:1/p", "http://127.0.0.1:2/p/"].map(String::from);
-        let targets = Targets::resolve(&urls).await.unwrap();
+        let targets = Targets::resolve(&urls, None).await.unwrap();
         let turns: Vec<usize> = (0..5).map(|_| targets.take_turn()).collect();
         assert_eq!(turns, [0, 1, 0, 1, 0]);
         assert_eq!(
@@ -547,9 +598,16 @@ mod tests {
             "/p/v2/r/blobs/uploads/"
         );
         let mixed = ["http://127.0.0.1:1/p", "http://127.0.0.1:2"].map(String::from);
-        let error = Targets::resolve(&mixed).await.unwrap_err();
+        let error = Targets::resolve(&mixed, None).await.unwrap_err();
         assert!(error.to_string().contains("prefix"), "{error}");
-        assert!(Targets::resolve(&[]).await.is_err());
+        assert!(Targets::resolve(&[], None).await.is_err());
+        let https = ["https://127.0.0.1:1".to_owned()];
+        let error = Targets::resolve(&https, None).await.unwrap_err();
+        assert!(error.to_string().contains("--cacert FILE"), "{error}");
+        let trust = crate::http::tls::ServerTrust::AnyCertificate;
+        let insecure = crate::bench::transport::tls_config(&trust).unwrap();
+        let targets = Targets::resolve(&https, Some(&insecure)).await.unwrap();
+        assert!(targets.all[0].tls.is_some());
     }
 
     #[test]

@@ -41,6 +41,17 @@ pub enum BenchError {
         /// The socket error.
         source: std::io::Error,
     },
+    /// The TLS handshake failed (an untrusted certificate, a name mismatch, ...).
+    #[error("TLS handshake with {addr} failed: {source}")]
+    Tls {
+        /// The address tried.
+        addr: SocketAddr,
+        /// rustls' error, as tokio-rustls reports it.
+        source: std::io::Error,
+    },
+    /// The CA file given for https could not be used.
+    #[error("TLS setup: {0}")]
+    TlsConfig(#[from] crate::http::tls::TlsError),
     /// The HTTP exchange failed (connection reset, malformed response, …).
     #[error("{step}: HTTP error: {source}")]
     Http {

@@ -39,8 +39,11 @@ pub mod report;
 mod resume;
 mod small_push;
 pub mod stats;
+pub mod transport;
 mod workers;
 
+/// How `https` URLs' certificates are checked ([`BenchOptions::trust`]).
+pub use crate::http::tls::ServerTrust;
 pub use error::BenchError;
 pub use report::{BenchReport, Metrics, Outcome, ScenarioReport};
 
@@ -94,9 +97,12 @@ impl Scenario {
 /// What to measure and how hard.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
-    /// Registry base URLs, `http://HOST[:PORT][/PREFIX]`, all with the same `PREFIX`:
+    /// Registry base URLs, `http[s]://HOST[:PORT][/PREFIX]`, all with the same `PREFIX`:
     /// requests go to each in turn (instances of one registry; one URL for most runs).
     pub urls: Vec<String>,
+    /// Which certificates `https` URLs may present; `None` refuses `https` URLs (there are no
+    /// built-in root certificates). The client offers HTTP/1.1 only.
+    pub trust: Option<ServerTrust>,
     /// Scenarios to run (run in [`Scenario::ALL`] order whatever the order here).
     pub scenarios: Vec<Scenario>,
     /// Size of the large blob.
@@ -131,6 +137,7 @@ impl BenchOptions {
     pub fn new(url: impl Into<String>) -> Self {
         BenchOptions {
             urls: vec![url.into()],
+            trust: None,
             scenarios: Scenario::ALL.to_vec(),
             blob_size: 1 << 30,
             chunk_size: 16 << 20,
@@ -229,7 +236,12 @@ struct Run {
 /// ```
 pub async fn run(options: BenchOptions) -> Result<BenchReport, BenchError> {
     options.validate()?;
-    let targets = Targets::resolve(&options.urls).await?;
+    let tls = options
+        .trust
+        .as_ref()
+        .map(transport::tls_config)
+        .transpose()?;
+    let targets = Targets::resolve(&options.urls, tls.as_ref()).await?;
     let server = options.server_pid.map(ServerProcess::new).transpose()?;
     let seed = match options.seed {
         Some(seed) => seed,

@@ -1,12 +1,13 @@
 //! `layerstore bench`: measure a registry's blob throughput and latency (see `layerstore::bench`).
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use layerstore::bench::{self, BenchOptions, Scenario};
+use layerstore::bench::{self, BenchOptions, Scenario, ServerTrust};
 
 /// Measure any OCI registry's blob push/pull throughput and latency, verifying every answer.
 ///
@@ -19,11 +20,20 @@ use layerstore::bench::{self, BenchOptions, Scenario};
 /// With several `--url`s (instances sharing one store and one secret, as behind a load
 /// balancer), requests go to each in turn, so every step of an upload may reach another
 /// instance.
+///
+/// An https URL needs --cacert FILE (the CA that signed the server's certificate) or
+/// --insecure: there are no built-in root certificates. Over https the client speaks HTTP/1.1.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Registry base URL (plain http); repeat to rotate requests among instances.
+    /// Registry base URL (http:// or https://); repeat to rotate requests among instances.
     #[arg(long, value_name = "URL", required = true)]
     url: Vec<String>,
+    /// For https URLs: trust only the CA certificates in this PEM file.
+    #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
+    cacert: Option<PathBuf>,
+    /// For https URLs: accept any certificate, unverified (test setups only).
+    #[arg(long)]
+    insecure: bool,
     /// Scenarios to run (comma-separated) [default: all].
     #[arg(long, value_enum, value_delimiter = ',', value_name = "LIST")]
     only: Vec<ScenarioArg>,
@@ -144,6 +154,11 @@ fn options(args: BenchArgs) -> Result<BenchOptions, String> {
     options.small_duration = seconds(args.small_seconds, "--small-seconds")?;
     options.server_pid = args.server_pid;
     options.seed = args.seed;
+    options.trust = match (args.cacert, args.insecure) {
+        (Some(ca), _) => Some(ServerTrust::CaFile(ca)),
+        (None, true) => Some(ServerTrust::AnyCertificate),
+        (None, false) => None,
+    };
     options.progress = !args.json && std::io::stderr().is_terminal();
     Ok(options)
 }

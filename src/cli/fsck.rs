@@ -1,12 +1,16 @@
 //! `layerstore fsck`: re-hash every blob and check every link of a storage.
 
 use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use layerstore::metrics::Metrics;
 use layerstore::store::fsck::FsckEvent;
+use layerstore::store::FsckReport;
 
 use super::storage_args::StorageArgs;
 
@@ -18,6 +22,11 @@ use super::storage_args::StorageArgs;
 pub struct FsckArgs {
     #[command(flatten)]
     storage: StorageArgs,
+    /// Also write the result as Prometheus text to FILE (replaced atomically), for
+    /// node_exporter's textfile collector: layerstore_fsck_problems{kind}, blobs and links
+    /// checked, the run's time, duration and success.
+    #[arg(long, value_name = "FILE")]
+    metrics_textfile: Option<PathBuf>,
 }
 
 pub fn run(args: FsckArgs) -> ExitCode {
@@ -40,9 +49,16 @@ pub fn run(args: FsckArgs) -> ExitCode {
             }
         }
     };
+    let started = Instant::now();
     let result = store.fsck(&progress);
     if let Some(bar) = &bar {
         bar.finish_and_clear();
+    }
+    if let Some(path) = &args.metrics_textfile {
+        if let Err(e) = write_metrics(path, result.as_ref().ok(), started.elapsed()) {
+            eprintln!("layerstore fsck: {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
     }
     match result {
         Ok(report) => {
@@ -66,4 +82,18 @@ pub fn run(args: FsckArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The fsck families for `report` (`None`: the run failed) as a textfile.
+fn write_metrics(
+    path: &Path,
+    report: Option<&FsckReport>,
+    duration: Duration,
+) -> std::io::Result<()> {
+    let metrics = Metrics::new();
+    match report {
+        Some(report) => metrics.record_fsck(report, duration),
+        None => metrics.record_fsck_failure(duration),
+    }
+    metrics.write_textfile(path)
 }

@@ -16,6 +16,9 @@ mod purge;
 mod put;
 mod registry_args;
 mod serve;
+mod serve_auth;
+mod serve_observe;
+mod serve_tls;
 mod storage_args;
 mod tarsum;
 mod transfer;
@@ -28,6 +31,8 @@ struct Cli {
     command: Command,
 }
 
+// The command line is parsed once; the size of `serve`'s many options does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     Serve(serve::ServeArgs),

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Args;
 use serde::Deserialize;
@@ -14,6 +15,9 @@ use layerstore::http::token::TokenSigner;
 use layerstore::storage::{http_secret, SecretSource, StorageLocation, HTTP_SECRET_PATH};
 use layerstore::store::Store;
 
+use super::serve_auth::{AuthArgs, AuthTable};
+use super::serve_observe::{init_logging, LogFormat, ObserveArgs, Ops};
+use super::serve_tls::{reload_on_hangup, TlsArgs, TlsTable};
 use super::storage_args::{open_store, ConfigStorage, S3Table, StorageArgs};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:5000";
@@ -28,6 +32,8 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:5000";
 /// With --storage s3://BUCKET[/PREFIX] the bucket is checked at start: a missing bucket, refused
 /// credentials or an unreachable endpoint stop serve with one line and exit status 1.
 /// SIGINT/SIGTERM stop accepting, finish in-flight requests, and exit 0.
+/// With --tls-cert and --tls-key it serves HTTPS (HTTP/2 or HTTP/1.1 by ALPN) and reloads both
+/// files on SIGHUP; a bad certificate or key stops serve at start with one line and exit 1.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:5000].
@@ -50,11 +56,20 @@ pub struct ServeArgs {
     /// data once more).
     #[arg(long, env = "LAYERSTORE_TARSUM", value_name = "VERSION", value_parser = ["v0", "v1", "dev"])]
     tarsum: Option<String>,
-    /// TOML config file with any of: listen, storage, root, secret, delete_enabled, tarsum, and
+    /// TOML config file with any of: listen, storage, root, secret, delete_enabled, tarsum,
+    /// metrics_listen, log_format (text or json), and
     /// an [s3] table (region, endpoint, access_key_id, secret_access_key, session_token,
-    /// part_size, redirect) used where the AWS_* environment does not say.
+    /// part_size, redirect) used where the AWS_* environment does not say, and a [tls] table
+    /// (cert, key), and [auth.htpasswd] (path, realm) or [auth.token] (realm, service, issuer,
+    /// rootcertbundle).
     #[arg(long, env = "LAYERSTORE_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    tls: TlsArgs,
+    #[command(flatten)]
+    auth: AuthArgs,
+    #[command(flatten)]
+    observe: ObserveArgs,
 }
 
 /// The config file's keys.
@@ -67,7 +82,11 @@ struct ConfigFile {
     secret: Option<String>,
     delete_enabled: Option<bool>,
     tarsum: Option<String>,
+    metrics_listen: Option<SocketAddr>,
+    log_format: Option<LogFormat>,
     s3: Option<S3Table>,
+    tls: Option<TlsTable>,
+    auth: Option<AuthTable>,
 }
 
 pub fn run(args: ServeArgs) -> ExitCode {
@@ -97,16 +116,29 @@ impl From<String> for Failure {
 }
 
 fn serve(args: ServeArgs) -> Result<(), Failure> {
-    init_logging();
-    super::heap::tune_for_serving();
     let file = match &args.config {
         Some(path) => read_config(path)?,
         None => ConfigFile::default(),
     };
+    init_logging(args.observe.log_format(file.log_format));
+    super::heap::tune_for_serving();
+    let metrics_listen = args.observe.metrics_listen(file.metrics_listen);
     let listen = args
         .listen
         .or(file.listen)
         .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default address"));
+    let tls = args
+        .tls
+        .resolve(file.tls.as_ref())
+        .map_err(Failure::Usage)?
+        .map(|files| files.load())
+        .transpose()?;
+    let auth = args
+        .auth
+        .resolve(file.auth.as_ref(), tls.is_some())
+        .map_err(Failure::Usage)?
+        .map(|settings| settings.load())
+        .transpose()?;
     let config_storage = ConfigStorage {
         file: args.config.as_deref(),
         storage: file.storage.as_deref(),
@@ -144,20 +176,36 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
     }
     let mut state = AppState::new(store, signer);
     state.delete_enabled = file.delete_enabled.unwrap_or(true);
+    state.auth = auth.map(Arc::new);
+    let (metrics, driver) = (Arc::clone(&state.metrics), Arc::clone(state.store.driver()));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("starting the runtime: {e}"))?;
     runtime.block_on(async {
-        let server = Server::bind(listen, state, Limits::default())
+        let mut server = Server::bind(listen, state, Limits::default())
             .await
             .map_err(|e| format!("listening on {listen}: {e}"))?;
+        if let Some(tls) = &tls {
+            reload_on_hangup(tls.clone())?;
+            server = server.with_tls(tls.clone());
+        }
         let bound = server.local_addr().map_err(|e| e.to_string())?;
-        tracing::info!(address = %bound, storage = %location, "layerstore serving");
-        server
-            .run(shutdown_signal())
-            .await
-            .map_err(|e| Failure::Failed(e.to_string()))
+        tracing::info!(
+            address = %bound,
+            https = tls.is_some(),
+            storage = %location,
+            "layerstore serving"
+        );
+        let ops = Ops::start(metrics_listen, metrics, driver).await?;
+        let served = server
+            .run(async {
+                shutdown_signal().await;
+                ops.set_draining();
+            })
+            .await;
+        ops.stop().await;
+        served.map_err(|e| Failure::Failed(e.to_string()))
     })
 }
 
@@ -213,16 +261,6 @@ fn default_root() -> PathBuf {
         Some(dir) => dir.join("layerstore"),
         None => PathBuf::from("layerstore-data"),
     }
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -9,12 +9,16 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW};
 use hyper::{Method, Request, Response};
 
+use super::access;
+use super::access_log::RequestRecord;
 use super::body::Body;
 use super::error::ApiError;
 use super::error_code::ErrorCode;
 use super::handlers::{base, blobs, listing, manifests, uploads};
 use super::routes::Route;
 use super::token::TokenSigner;
+use crate::auth::Authenticator;
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// The header every response carries.
@@ -32,47 +36,77 @@ pub struct AppState {
     pub body_idle_timeout: Duration,
     /// Whether blob and manifest DELETE are allowed.
     pub delete_enabled: bool,
+    /// Request, storage and cache metrics (the store reports to the same families).
+    pub metrics: Arc<Metrics>,
+    /// Who may do what (`None`: an open registry, everyone may do everything).
+    pub auth: Option<Arc<Authenticator>>,
 }
 
 impl AppState {
     /// The state for `store` with upload tokens signed by `signer`, and the defaults: a 60 s
-    /// body idle timeout and DELETE allowed. Set the public fields to change them.
+    /// body idle timeout, DELETE allowed and no authentication. Set the public fields to
+    /// change them.
+    ///
+    /// Metrics: those of `store` when it has some ([`Store::with_metrics`]), else fresh ones,
+    /// given to the store too so its driver calls and cache hits are counted.
     pub fn new(store: Store, signer: TokenSigner) -> Self {
+        let (store, metrics) = match store.metrics() {
+            Some(metrics) => {
+                let metrics = Arc::clone(metrics);
+                (store, metrics)
+            }
+            None => {
+                let metrics = Arc::new(Metrics::new());
+                (store.with_metrics(Arc::clone(&metrics)), metrics)
+            }
+        };
         AppState {
+            metrics,
             store,
             signer,
             body_idle_timeout: Duration::from_secs(60),
             delete_enabled: true,
+            auth: None,
         }
     }
 }
 
 /// Answers one request from the client at `peer`. Never fails: errors become OCI error
 /// responses.
+///
+/// Every response carries `X-Request-Id` (the client's, when it sent a valid one); the handling
+/// runs in a `request{id=…}` span, and the access log line and the request metrics are written
+/// when the response body is over ([`super::access_log`]).
 pub async fn handle(
     state: Arc<AppState>,
     request: Request<Incoming>,
     peer: SocketAddr,
 ) -> Response<Body> {
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let result = match Route::parse(&path) {
-        Ok(route) => dispatch(&state, route, request).await,
-        Err(e) => Err(ApiError::from(e)),
-    };
-    let mut response = result.unwrap_or_else(ApiError::into_response);
-    tracing::debug!(%method, %path, %peer, status = response.status().as_u16(), "request");
+    let route = Route::parse(request.uri().path());
+    let record = RequestRecord::start(&state.metrics, &request, &route, peer);
+    let mut response = record
+        .scope(async {
+            let result = match route {
+                Ok(route) => dispatch(&state, route, request).await,
+                Err(e) => Err(ApiError::from(e)),
+            };
+            result.unwrap_or_else(ApiError::into_response)
+        })
+        .await;
     response
         .headers_mut()
         .insert(API_VERSION_HEADER, HeaderValue::from_static("registry/2.0"));
-    response
+    record.finish(response)
 }
 
+/// Authorizes the request for its route (before anything is read or stored), then runs the
+/// handler of (route, method).
 async fn dispatch(
     state: &Arc<AppState>,
     route: Route,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
+    let grant = access::authorize(state, &route, &request).await?;
     let method = request.method().clone();
     match (route, method) {
         (Route::Base, Method::GET | Method::HEAD) => Ok(base::version_check()),
@@ -80,7 +114,9 @@ async fn dispatch(
             blobs::get(state, name, digest, request).await
         }
         (Route::Blob { name, digest }, Method::DELETE) => blobs::delete(state, name, digest).await,
-        (Route::UploadStart { name }, Method::POST) => uploads::start(state, name, request).await,
+        (Route::UploadStart { name }, Method::POST) => {
+            uploads::start(state, name, request, &grant).await
+        }
         (Route::Upload { name, id }, Method::GET | Method::HEAD) => {
             uploads::status(state, name, id).await
         }

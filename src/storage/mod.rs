@@ -31,6 +31,7 @@ pub mod filesystem;
 mod fs_writer;
 pub mod inmemory;
 pub mod location;
+pub mod metered;
 mod path;
 pub mod paths;
 pub mod s3;
@@ -46,6 +47,7 @@ pub use location::{
     http_secret, HttpSecret, LocationError, S3Settings, SecretSource, StorageLocation,
     HTTP_SECRET_PATH,
 };
+pub use metered::MeteredDriver;
 pub use path::{DriverPath, PathError, MAX_COMPONENT_LEN, MAX_PATH_LEN};
 pub use paths::PathSpec;
 pub use s3::S3Driver;

@@ -92,6 +92,7 @@ impl Store {
             None => digest.clone(),
         };
         if let Some(map) = self.maps.get(&canonical) {
+            self.count_map_cache(true);
             let info = BlobInfo {
                 digest: canonical,
                 size: map.len() as u64,
@@ -109,6 +110,7 @@ impl Store {
         };
         let body = match self.driver.map(&path) {
             Some(map) => {
+                self.count_map_cache(false);
                 let map = Arc::new(map.map_err(unknown)?);
                 if !map.is_empty() {
                     self.maps.insert(&info.digest, Arc::clone(&map));

@@ -62,9 +62,10 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::digest::Digest;
+use crate::metrics::Metrics;
 use crate::names::{RepositoryName, UploadId};
 use crate::storage::paths::encode_link;
-use crate::storage::{DriverPath, FilesystemDriver, InMemoryDriver, StorageDriver};
+use crate::storage::{DriverPath, FilesystemDriver, InMemoryDriver, MeteredDriver, StorageDriver};
 
 pub use blobs::BlobInfo;
 pub use body::{BlobBody, ByteRange};
@@ -83,6 +84,8 @@ pub struct Store {
     tarsum: Option<crate::digest::TarsumVersion>,
     /// Memory maps of recently read blobs.
     maps: map_cache::MapCache,
+    /// Where driver calls and map-cache hits are counted ([`Store::with_metrics`]).
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Store {
@@ -93,6 +96,31 @@ impl Store {
             open_uploads: Arc::default(),
             tarsum: None,
             maps: map_cache::MapCache::default(),
+            metrics: None,
+        }
+    }
+
+    /// This store with its driver calls timed and counted ([`MeteredDriver`]) and its blob
+    /// map-cache hits and misses counted, in `metrics`. Call it once: a second call would time
+    /// the driver twice (the HTTP layer's `AppState::new` calls it unless the store has
+    /// metrics already).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.driver = Arc::new(MeteredDriver::new(self.driver, Arc::clone(&metrics)));
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The metrics given to [`Store::with_metrics`], if any.
+    pub fn metrics(&self) -> Option<&Arc<Metrics>> {
+        self.metrics.as_ref()
+    }
+
+    /// Counts a blob read that found (`hit`) or had to make its memory map.
+    fn count_map_cache(&self, hit: bool) {
+        match &self.metrics {
+            Some(metrics) if hit => metrics.cache_hit(),
+            Some(metrics) => metrics.cache_miss(),
+            None => {}
         }
     }
 

@@ -4,9 +4,11 @@
 #![allow(dead_code)] // each test binary uses a different part
 
 pub mod backend;
+pub mod certs;
 pub mod faults;
 pub mod garage;
 pub mod process;
+pub mod token_server;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

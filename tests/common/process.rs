@@ -8,13 +8,19 @@ use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A server process that is killed (SIGKILL) when dropped.
 pub struct ServerProcess {
     child: Child,
     pub addr: SocketAddr,
+    /// Its stderr lines so far (the first [`MAX_LOG_LINES`]).
+    log: Arc<Mutex<Vec<String>>>,
 }
+
+/// Stderr lines a [`ServerProcess`] keeps for [`ServerProcess::log_lines`].
+const MAX_LOG_LINES: usize = 100_000;
 
 impl ServerProcess {
     /// Starts a server over `root` and waits until it listens.
@@ -26,6 +32,12 @@ impl ServerProcess {
     /// `AWS_*` settings), and waits until it listens.
     pub fn start_storage(storage: &str, env: &[(String, String)]) -> Self {
         Self::spawn(["--storage", storage].map(OsStr::new), env)
+    }
+
+    /// Starts a server over `root` with `extra` arguments for `serve` and waits until it listens.
+    pub fn start_with_args(root: &Path, extra: &[&str]) -> Self {
+        let args = [OsStr::new("--root"), root.as_os_str()];
+        Self::spawn(args.into_iter().chain(extra.iter().map(OsStr::new)), &[])
     }
 
     fn spawn<'a>(storage: impl IntoIterator<Item = &'a OsStr>, env: &[(String, String)]) -> Self {
@@ -48,14 +60,45 @@ impl ServerProcess {
                     printed.join("\n")
                 );
             };
-            if let Some(rest) = line.split("address=").nth(1) {
-                break rest.split_whitespace().next().unwrap().parse().unwrap();
-            }
+            let addr = log_field(&line, "address");
             printed.push(line);
+            if let Some(addr) = addr {
+                break addr.parse().unwrap();
+            }
         };
         // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        ServerProcess { child, addr }
+        let log = Arc::new(Mutex::new(printed));
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let mut log = sink.lock().unwrap();
+                if log.len() < MAX_LOG_LINES {
+                    log.push(line);
+                }
+            }
+        });
+        ServerProcess { child, addr, log }
+    }
+
+    /// The server's stderr lines so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The first stderr line that `matches`, waiting up to 10 s for it.
+    pub fn wait_for_log(&self, matches: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(line) = self.log.lock().unwrap().iter().find(|l| matches(l)) {
+                return line.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no such log line in:\n{}",
+                self.log_lines().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// SIGKILL, then reap.
@@ -106,6 +149,34 @@ impl ServerProcess {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     }
+}
+
+/// The value of field `name` in a log line of either format: `name=value` in text (ended by a
+/// space or `}`), a string or number under `"name"` (at the top level, in `fields` or in `span`)
+/// in JSON.
+pub fn log_field(line: &str, name: &str) -> Option<String> {
+    if line.starts_with('{') {
+        let json: serde_json::Value = serde_json::from_str(line).ok()?;
+        let value = [&json, &json["fields"], &json["span"]]
+            .into_iter()
+            .find_map(|object| object.get(name))?;
+        return match value {
+            serde_json::Value::String(text) => Some(text.clone()),
+            other => Some(other.to_string()),
+        };
+    }
+    let key = format!("{name}=");
+    let mut rest = line;
+    while let Some(at) = rest.find(&key) {
+        let before = rest[..at].chars().next_back();
+        let value = &rest[at + key.len()..];
+        if matches!(before, None | Some(' ' | '{')) {
+            let end = value.find([' ', '}']).unwrap_or(value.len());
+            return Some(value[..end].to_owned());
+        }
+        rest = value;
+    }
+    None
 }
 
 /// Reports a missing tool: panics in CI, prints "skipping" elsewhere.

@@ -21,7 +21,8 @@ pub fn header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a s
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// Runs a blocking store call on tokio's blocking pool.
+/// Runs a blocking store call on tokio's blocking pool, inside the caller's span (so what it
+/// logs carries the request id).
 pub async fn blocking<T, E>(
     f: impl FnOnce() -> Result<T, E> + Send + 'static,
 ) -> Result<T, ApiError>
@@ -29,7 +30,10 @@ where
     T: Send + 'static,
     E: Into<ApiError> + Send + 'static,
 {
-    tokio::task::spawn_blocking(f).await?.map_err(Into::into)
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
+        .await?
+        .map_err(Into::into)
 }
 
 /// `If-None-Match` / `If-Range` against the digest: quoted or bare, or a list with `*`.

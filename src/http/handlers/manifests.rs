@@ -16,6 +16,7 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use super::blobs::DOCKER_CONTENT_DIGEST;
 use super::common::{accepted, blocking, etag_matches, header_str, header_value, status_only};
+use crate::http::access_log::count_received;
 use crate::http::app::AppState;
 use crate::http::body::{self, Body};
 use crate::http::error::ApiError;
@@ -172,6 +173,7 @@ async fn read_limited(request: Request<Incoming>) -> Result<Vec<u8>, ApiError> {
             ApiError::with_message(ErrorCode::ManifestInvalid, format!("reading body: {e}"))
         })?;
         if let Ok(data) = frame.into_data() {
+            count_received(data.len());
             if bytes.len() + data.len() > MAX_MANIFEST_SIZE {
                 drain(&mut body).await;
                 return Err(too_large());

@@ -17,7 +17,10 @@ use hyper::{Request, Response, StatusCode};
 
 use super::blobs::DOCKER_CONTENT_DIGEST;
 use super::common::{blocking, header_str, header_value, query_param};
+use crate::auth::Grant;
 use crate::digest::Digest;
+use crate::http::access;
+use crate::http::access_log::count_received;
 use crate::http::app::AppState;
 use crate::http::body::{self, Body};
 use crate::http::error::ApiError;
@@ -38,16 +41,22 @@ const FRAMES_IN_FLIGHT: usize = 16;
 /// and hashing a batch can run in parallel (see [`Upload::append_pieces`]).
 const BATCH_BYTES: usize = 1 << 20;
 
-/// `POST /v2/<name>/blobs/uploads/`.
+/// `POST /v2/<name>/blobs/uploads/`. A mount is tried only when `grant` lets the client read
+/// the source repository ([`access::may_mount_from`]); otherwise, as when the blob is not
+/// there, a normal session starts.
 pub async fn start(
     state: &Arc<AppState>,
     name: RepositoryName,
     request: Request<Incoming>,
+    grant: &Grant,
 ) -> Result<Response<Body>, ApiError> {
     let uri = request.uri().clone();
     if let Some(mount) = query_param(&uri, "mount") {
-        if let Some(response) = try_mount(state, &name, &mount, query_param(&uri, "from")).await {
-            return Ok(response);
+        let from = query_param(&uri, "from");
+        if access::may_mount_from(grant, from.as_deref()) {
+            if let Some(response) = try_mount(state, &name, &mount, from).await {
+                return Ok(response);
+            }
         }
     }
     let digest = query_param(&uri, "digest")
@@ -252,6 +261,7 @@ async fn receive(
     mut upload: Upload,
     mut body: Incoming,
 ) -> (Upload, Result<(), ApiError>) {
+    let _in_progress = state.metrics.upload_in_progress();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(FRAMES_IN_FLIGHT);
     let writer = tokio::task::spawn_blocking(move || {
         let mut result = Ok(());
@@ -293,6 +303,7 @@ async fn receive(
                 break;
             }
         };
+        count_received(bytes.len());
         if tx.send(bytes).await.is_err() {
             break; // the writer failed; its error is reported below
         }
