@@ -57,4 +57,4 @@ pub use transfer::{
     copy_image, pull_image, push_image, BlobOutcome, NoProgress, Progress, TransferOptions,
     TransferReport,
 };
-pub use upload::{PushOptions, PushOutcome};
+pub use upload::{ProgressHook, PushOptions, PushOutcome, SessionHook};

@@ -117,6 +117,8 @@ impl BlobReader {
         self.fetch = Some(Box::pin(async move {
             registry.get_blob_range(&repo, &digest, offset, len).await
         }));
+        // The old window goes now: until the fetch lands, nothing is buffered.
+        self.window = Bytes::new();
         self.window_start = offset;
     }
 }

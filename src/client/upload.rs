@@ -33,6 +33,11 @@ fn is_busy(error: &ClientError) -> bool {
     matches!(error, ClientError::Status { code: Some(code), .. } if code == "BLOB_UPLOAD_INVALID")
 }
 
+/// Told an upload session's URL (to keep for a resume).
+pub type SessionHook = Arc<dyn Fn(&str) + Send + Sync>;
+/// Told the bytes done so far.
+pub type ProgressHook = Arc<dyn Fn(u64) + Send + Sync>;
+
 /// How a file is pushed.
 #[derive(Clone, Default)]
 pub struct PushOptions {
@@ -46,9 +51,9 @@ pub struct PushOptions {
     pub resume_location: Option<String>,
     /// Told the upload's URL when the session opens and after each chunk, to keep for a later
     /// resume.
-    pub on_session: Option<Arc<dyn Fn(&str) + Send + Sync>>,
+    pub on_session: Option<SessionHook>,
     /// Told the bytes the registry holds so far.
-    pub progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+    pub progress: Option<ProgressHook>,
 }
 
 impl std::fmt::Debug for PushOptions {
@@ -368,7 +373,7 @@ impl Registry {
         repo: &str,
         digest: &Digest,
         mut source: super::blobs::BlobStream,
-        progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+        progress: Option<ProgressHook>,
     ) -> Result<PushOutcome, ClientError> {
         if self.blob_size(repo, digest).await?.is_some() {
             return Ok(PushOutcome::Exists);
