@@ -10,10 +10,11 @@ use layerstore::client::Registry;
 
 use super::registry_args::RegistryArgs;
 
-/// Log in to a registry: the credentials are checked (GET /v2/, through the registry's token
-/// server when it has one) and then written to the auth file podman uses
-/// (${XDG_RUNTIME_DIR}/containers/auth.json, or --authfile), read by podman, skopeo, buildah
-/// and layerstore's own push, pull and copy.
+/// Check credentials against a registry and save them where podman keeps them.
+///
+/// The credentials are checked with GET /v2/ (through the registry's token server when it has
+/// one), then written to the auth file podman uses (${XDG_RUNTIME_DIR}/containers/auth.json,
+/// or --authfile), read by podman, skopeo, buildah and layerstore's own push, pull and copy.
 #[derive(Debug, Args)]
 pub struct LoginArgs {
     /// The registry: HOST[:PORT].
