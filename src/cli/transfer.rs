@@ -9,7 +9,8 @@ use clap::Args;
 use layerstore::client::layout::OciLayout;
 use layerstore::client::reference::Reference;
 use layerstore::client::{
-    copy_image, pull_image, push_image, PlatformFilter, TransferOptions, TransferReport,
+    copy_image, pull_image, push_image, ClientError, PlatformFilter, TransferOptions,
+    TransferReport,
 };
 
 use super::bench::parse_size;
@@ -136,20 +137,16 @@ fn run_push(args: PushArgs) -> Result<(TransferReport, bool), String> {
         .ok_or("the destination needs a tag")?;
     let registry = args.transfer.registry.registry(&destination.registry)?;
     let options = args.transfer.options()?;
-    runtime()?
-        .block_on(async {
-            push_image(
-                &registry,
-                &layout,
-                layout_tag.as_deref(),
-                destination.repository.as_str(),
-                &tag,
-                &options,
-            )
-            .await
-            .map_err(|e| e.to_string())
-        })
-        .map(|report| (report, args.transfer.json))
+    let repo = destination.repository.as_str();
+    let push = push_image(
+        &registry,
+        &layout,
+        layout_tag.as_deref(),
+        repo,
+        &tag,
+        &options,
+    );
+    run_transfer(args.transfer.json, push)
 }
 
 fn run_pull(args: PullArgs) -> Result<(TransferReport, bool), String> {
@@ -159,21 +156,16 @@ fn run_pull(args: PullArgs) -> Result<(TransferReport, bool), String> {
     let layout = OciLayout::create(&dir).map_err(|e| e.to_string())?;
     let registry = args.transfer.registry.registry(&source.registry)?;
     let options = args.transfer.options()?;
-    runtime()?
-        .block_on(async {
-            let reference = source.manifest_reference();
-            pull_image(
-                &registry,
-                source.repository.as_str(),
-                &reference,
-                &layout,
-                tag.as_deref(),
-                &options,
-            )
-            .await
-            .map_err(|e| e.to_string())
-        })
-        .map(|report| (report, args.transfer.json))
+    let (repo, reference) = (source.repository.as_str(), source.manifest_reference());
+    let pull = pull_image(
+        &registry,
+        repo,
+        &reference,
+        &layout,
+        tag.as_deref(),
+        &options,
+    );
+    run_transfer(args.transfer.json, pull)
 }
 
 fn run_copy(args: CopyArgs) -> Result<(TransferReport, bool), String> {
@@ -191,21 +183,19 @@ fn run_copy(args: CopyArgs) -> Result<(TransferReport, bool), String> {
         args.transfer.registry.registry(&destination.registry)?
     };
     let options = args.transfer.options()?;
-    runtime()?
-        .block_on(async {
-            copy_image(
-                &from,
-                source.repository.as_str(),
-                &source.manifest_reference(),
-                &to,
-                destination.repository.as_str(),
-                &tag,
-                &options,
-            )
-            .await
-            .map_err(|e| e.to_string())
-        })
-        .map(|report| (report, args.transfer.json))
+    let reference = source.manifest_reference();
+    let (src_repo, dst_repo) = (source.repository.as_str(), destination.repository.as_str());
+    let copy = copy_image(&from, src_repo, &reference, &to, dst_repo, &tag, &options);
+    run_transfer(args.transfer.json, copy)
+}
+
+/// Runs a transfer to its end on a fresh runtime; `json` rides along to the report's printer.
+fn run_transfer(
+    json: bool,
+    transfer: impl std::future::Future<Output = Result<TransferReport, ClientError>>,
+) -> Result<(TransferReport, bool), String> {
+    let report = runtime()?.block_on(transfer).map_err(|e| e.to_string())?;
+    Ok((report, json))
 }
 
 impl TransferArgs {

@@ -37,6 +37,16 @@ pub enum BlobOutcome {
     },
 }
 
+impl From<PushOutcome> for BlobOutcome {
+    fn from(outcome: PushOutcome) -> Self {
+        match outcome {
+            PushOutcome::Exists => BlobOutcome::Present,
+            PushOutcome::Mounted => BlobOutcome::Mounted,
+            PushOutcome::Uploaded { resumed_from } => BlobOutcome::Transferred { resumed_from },
+        }
+    }
+}
+
 /// Hears about each blob's progress (a progress bar, a log).
 pub trait Progress: Send + Sync {
     /// A blob of `size` bytes starts.
@@ -209,11 +219,7 @@ async fn push_one(
     if let Some(file) = &state_file {
         let _ = std::fs::remove_file(file);
     }
-    Ok(match outcome {
-        PushOutcome::Exists => BlobOutcome::Present,
-        PushOutcome::Mounted => BlobOutcome::Mounted,
-        PushOutcome::Uploaded { resumed_from } => BlobOutcome::Transferred { resumed_from },
-    })
+    Ok(outcome.into())
 }
 
 /// Pulls `repo` at `reference` (tag or digest) into `layout`, tagging it `tag` there.
@@ -345,13 +351,7 @@ pub async fn copy_image(
                 let outcome = destination
                     .push_blob_stream(&dst_repo, &blob.digest, stream, Some(report))
                     .await?;
-                Ok(match outcome {
-                    PushOutcome::Exists => BlobOutcome::Present,
-                    PushOutcome::Mounted => BlobOutcome::Mounted,
-                    PushOutcome::Uploaded { resumed_from } => {
-                        BlobOutcome::Transferred { resumed_from }
-                    }
-                })
+                Ok(outcome.into())
             }
         }
     })
