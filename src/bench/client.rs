@@ -1,15 +1,21 @@
-//! A minimal HTTP/1.1 client on hyper: one kept-alive connection per worker and server,
-//! reopened only when the server closes it, plus the base-URL parsing and `Location`
-//! resolution a registry client needs. `https` URLs are reached over TLS
-//! ([`super::transport`]). No pooling layer: each scenario owns its connections,
-//! so the number of sockets is exactly the number asked for (times the number of servers).
+//! The bench's HTTP plumbing, on the registry client ([`crate::client`]): its transport (pooled
+//! hyper over rustls), its URL and `Location` resolution, its TLS settings. What stays here is
+//! what a benchmark needs beyond a client: several servers taken in turn, a connection pool per
+//! worker, and the raw answers (every status and header is verified by the scenarios).
+//!
+//! Each [`Connection`] (one per worker) has a pool of its own per server keeping at most one
+//! idle connection, and sends one request at a time, draining each answer before the next: so a
+//! worker holds one kept-alive socket per server, and `--connections 32` means 32 sockets per
+//! server. Not exactly at every instant: hyper-util's pool takes a connection back from a task
+//! of its own, and a request sent before that task ran opens a second socket (the pool closes
+//! one of the two once both are idle). `tests/bench_client.rs` sees this in about one run in
+//! six with 12 workers, one extra connection per run.
 //!
 //! A run may name several servers (instances sharing one store and one secret, as behind a
 //! load balancer): [`Targets`] hands them out in turn, one per request, so each step of an
 //! upload may reach another instance than the step before.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,14 +23,12 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
-use hyper::header::{HeaderValue, HOST};
+use hyper::header::HOST;
 use hyper::{Method, Request, Response, Uri};
-use rustls::pki_types::ServerName;
-use rustls::ClientConfig;
 
 use super::error::BenchError;
-use super::transport::{connect, TlsTarget, NO_TRUST};
+use crate::client::{resolve_location as resolve_url, ClientError, ClientOptions, Registry};
+use crate::http::tls::ServerTrust;
 
 /// The body type of every request: empty, a buffer, or generated content.
 pub type RequestBody = BoxBody<Bytes, Infallible>;
@@ -32,34 +36,88 @@ pub type RequestBody = BoxBody<Bytes, Infallible>;
 /// How long one request may wait for the response head (plus a second per MiB of its body).
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// A parsed `http[s]://HOST[:PORT][/PREFIX]` base URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BaseUrl {
-    /// Whether the scheme is `https`.
-    pub https: bool,
-    /// `HOST[:PORT]` as given: sent as `Host` and compared with absolute `Location`s.
-    pub authority: String,
-    /// Host name or address to resolve.
-    pub host: String,
-    /// TCP port (80, or 443 for https, when absent).
-    pub port: u16,
+/// Why an https URL cannot be used without `--cacert` or `--insecure`.
+const NO_TRUST: &str = "https needs the server's CA certificate (--cacert FILE) or --insecure";
+
+/// One server: a registry client for its origin and the path prefix before `/v2/`.
+#[derive(Debug)]
+pub struct Target {
+    /// The client every connection's pool is made from.
+    registry: Registry,
     /// Path prefix before `/v2/`, without a trailing slash ("" for most registries).
-    pub prefix: String,
+    prefix: String,
 }
 
-impl BaseUrl {
-    /// Parses the base URL (`http` or `https`).
-    ///
-    /// ```
-    /// use layerstore::bench::client::BaseUrl;
-    ///
-    /// let url = BaseUrl::parse("http://127.0.0.1:5000/").unwrap();
-    /// assert_eq!((url.host.as_str(), url.port, url.prefix.as_str()), ("127.0.0.1", 5000, ""));
-    /// let url = BaseUrl::parse("https://registry.example/mirror").unwrap();
-    /// assert_eq!((url.https, url.port, url.prefix.as_str()), (true, 443, "/mirror"));
-    /// assert!(BaseUrl::parse("ftp://registry.example").is_err());
-    /// ```
-    pub fn parse(url: &str) -> Result<Self, BenchError> {
+impl Target {
+    /// Parses an `http` URL and checks its host resolves.
+    pub async fn resolve(url: &str) -> Result<Arc<Self>, BenchError> {
+        Self::resolve_with(url, None).await
+    }
+
+    /// Parses `http[s]://HOST[:PORT][/PREFIX]` and checks its host resolves; an `https` one
+    /// needs `trust`.
+    pub async fn resolve_with(
+        url: &str,
+        trust: Option<&ServerTrust>,
+    ) -> Result<Arc<Self>, BenchError> {
+        let parsed = ParsedUrl::parse(url)?;
+        let mut options = ClientOptions::plain_http();
+        options.plain_http = !parsed.https;
+        options.retries = 0;
+        options.max_idle_per_host = 1;
+        options.http2 = false;
+        options.timeout = RESPONSE_TIMEOUT;
+        match (parsed.https, trust) {
+            (false, _) => {}
+            (true, None) => return Err(parsed.invalid(NO_TRUST)),
+            (true, Some(ServerTrust::CaFile(file))) => options.ca_files = vec![file.clone()],
+            (true, Some(ServerTrust::AnyCertificate)) => options.insecure = true,
+        }
+        let registry =
+            Registry::new(&parsed.origin, options).map_err(|source| BenchError::Setup {
+                url: url.to_owned(),
+                source: Box::new(source),
+            })?;
+        parsed.check_resolves().await?;
+        Ok(Arc::new(Target {
+            registry,
+            prefix: parsed.prefix,
+        }))
+    }
+
+    /// `PREFIX/v2/REST`: the path of an API endpoint.
+    pub fn api_path(&self, rest: &str) -> String {
+        format!("{}/v2/{rest}", self.prefix)
+    }
+
+    /// A request builder for `path_and_query` (on whichever server [`Connection::send`]
+    /// picks).
+    pub fn request(&self, method: Method, path_and_query: &str) -> hyper::http::request::Builder {
+        request(method, path_and_query)
+    }
+
+    /// Resolves a `Location` header of the reply to a request for `request_path` into the
+    /// path and query to use next: absolute URLs must name this server; relative ones are
+    /// resolved against the request's path (RFC 3986, section 5.2).
+    pub fn resolve_location(&self, request_path: &str, location: &str) -> Option<String> {
+        on_origin(self.registry.origin(), request_path, location)
+    }
+}
+
+/// A base URL taken apart: the origin the client connects to and the path prefix.
+#[derive(Debug, PartialEq, Eq)]
+struct ParsedUrl {
+    url: String,
+    https: bool,
+    /// `scheme://HOST[:PORT]`.
+    origin: String,
+    /// `HOST:PORT` to resolve.
+    host_port: String,
+    prefix: String,
+}
+
+impl ParsedUrl {
+    fn parse(url: &str) -> Result<Self, BenchError> {
         let invalid = |reason| BenchError::InvalidUrl {
             url: url.to_owned(),
             reason,
@@ -74,108 +132,36 @@ impl BaseUrl {
         if uri.query().is_some() {
             return Err(invalid("a base URL has no query"));
         }
-        Ok(BaseUrl {
+        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+        Ok(ParsedUrl {
+            url: url.to_owned(),
             https,
-            authority: authority.as_str().to_owned(),
-            host: authority.host().to_owned(),
-            port: authority.port_u16().unwrap_or(if https { 443 } else { 80 }),
+            origin: format!("{}://{authority}", if https { "https" } else { "http" }),
+            host_port: format!("{}:{port}", authority.host()),
             prefix: uri.path().trim_end_matches('/').to_owned(),
         })
     }
 
-    /// `http` or `https`.
-    pub fn scheme(&self) -> &'static str {
-        if self.https {
-            "https"
-        } else {
-            "http"
+    fn invalid(&self, reason: &'static str) -> BenchError {
+        BenchError::InvalidUrl {
+            url: self.url.clone(),
+            reason,
         }
     }
-}
 
-/// A resolved server: where to connect and how to name it.
-#[derive(Debug)]
-pub struct Target {
-    /// The base URL.
-    pub base: BaseUrl,
-    /// The first address the host resolved to.
-    pub addr: SocketAddr,
-    /// `base.authority` as the `Host` header sent with every request.
-    host: HeaderValue,
-    /// For https URLs.
-    tls: Option<TlsTarget>,
-}
-
-impl Target {
-    /// Parses and resolves an `http` URL.
-    pub async fn resolve(url: &str) -> Result<Arc<Self>, BenchError> {
-        Self::resolve_with(url, None).await
-    }
-
-    /// Parses and resolves `url`; an `https` one needs `tls` (see
-    /// [`tls_config`](super::transport::tls_config)).
-    pub async fn resolve_with(
-        url: &str,
-        tls: Option<&Arc<ClientConfig>>,
-    ) -> Result<Arc<Self>, BenchError> {
-        let base = BaseUrl::parse(url)?;
-        let invalid = |reason| BenchError::InvalidUrl {
-            url: url.to_owned(),
-            reason,
-        };
-        let host_header = HeaderValue::from_str(&base.authority)
-            .map_err(|_| invalid("the host is not a valid Host header"))?;
-        let tls = match (base.https, tls) {
-            (false, _) => None,
-            (true, None) => return Err(invalid(NO_TRUST)),
-            (true, Some(config)) => {
-                let bare = base.host.trim_start_matches('[').trim_end_matches(']');
-                let name = ServerName::try_from(bare.to_owned())
-                    .map_err(|_| invalid("the host is not a valid TLS server name"))?;
-                Some(TlsTarget {
-                    config: Arc::clone(config),
-                    name,
-                })
-            }
-        };
-        let host = format!("{}:{}", base.host, base.port);
-        let first = match tokio::net::lookup_host(host.clone()).await {
-            Ok(mut addrs) => addrs.next(),
-            Err(source) => return Err(BenchError::Resolve { host, source }),
-        };
-        let addr = first.ok_or_else(|| BenchError::Resolve {
-            host,
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no address"),
-        })?;
-        Ok(Arc::new(Target {
-            base,
-            addr,
-            host: host_header,
-            tls,
-        }))
-    }
-
-    /// `PREFIX/v2/REST`: the path of an API endpoint.
-    pub fn api_path(&self, rest: &str) -> String {
-        format!("{}/v2/{rest}", self.base.prefix)
-    }
-
-    /// A request builder for `path_and_query` with `Host` set (to this server: a rotating
-    /// [`Connection`] replaces it with the server it sends to).
-    pub fn request(&self, method: Method, path_and_query: &str) -> hyper::http::request::Builder {
-        request(method, path_and_query).header(HOST, self.host.clone())
-    }
-
-    /// Resolves a `Location` header of the reply to a request for `request_path` into the
-    /// path and query to use next: absolute URLs must name this server; relative ones are
-    /// resolved against the request's path (RFC 3986, section 5.2).
-    pub fn resolve_location(&self, request_path: &str, location: &str) -> Option<String> {
-        resolve_location_in(
-            self.base.scheme(),
-            &self.base.authority,
-            request_path,
-            location,
-        )
+    /// An unresolvable host is a setup error, not a failed scenario.
+    async fn check_resolves(&self) -> Result<(), BenchError> {
+        let host = self.host_port.clone();
+        match tokio::net::lookup_host(host.clone()).await {
+            Ok(mut addrs) => match addrs.next() {
+                Some(_) => Ok(()),
+                None => Err(BenchError::Resolve {
+                    host,
+                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "no address"),
+                }),
+            },
+            Err(source) => Err(BenchError::Resolve { host, source }),
+        }
     }
 }
 
@@ -189,19 +175,19 @@ pub struct Targets {
 }
 
 impl Targets {
-    /// Parses and resolves every URL (`https` ones need `tls`). All must have the same path
-    /// prefix, because the path of a `Location` returned by one server is sent as is to the
-    /// next.
+    /// Parses every URL (`https` ones need `trust`) and checks the hosts resolve. All must
+    /// have the same path prefix, because the path of a `Location` returned by one server is
+    /// sent as is to the next.
     pub async fn resolve(
         urls: &[String],
-        tls: Option<&Arc<ClientConfig>>,
+        trust: Option<&ServerTrust>,
     ) -> Result<Arc<Self>, BenchError> {
         let mut all: Vec<Arc<Target>> = Vec::with_capacity(urls.len());
         for url in urls {
-            let target = Target::resolve_with(url, tls).await?;
+            let target = Target::resolve_with(url, trust).await?;
             if all
                 .first()
-                .is_some_and(|first| first.base.prefix != target.base.prefix)
+                .is_some_and(|first| first.prefix != target.prefix)
             {
                 return Err(BenchError::InvalidUrl {
                     url: url.clone(),
@@ -238,8 +224,8 @@ impl Targets {
     }
 }
 
-/// A request for `path_and_query` on whichever server [`Connection::send`] picks (it sets
-/// `Host`): upload paths come from one server's `Location` and go to the next.
+/// A request for `path_and_query` on whichever server [`Connection::send`] picks (the client
+/// sets `Host`): upload paths come from one server's `Location` and go to the next.
 pub fn request(method: Method, path_and_query: &str) -> hyper::http::request::Builder {
     Request::builder().method(method).uri(path_and_query)
 }
@@ -269,85 +255,27 @@ pub fn resolve_location_in(
     request_path: &str,
     location: &str,
 ) -> Option<String> {
-    // A fragment is never sent and takes no part in resolving (RFC 3986, sections 5.1 and
-    // 5.2.2); left in, it hid dot segments from `remove_dot_segments` (found by the
-    // `bench_location` fuzz target: `0/..#x/5/.` resolved to `/v2/r/blobs/uploads/0/..`, and a
-    // request path `/./.#/` to `/.`).
-    let (request_path, location) = (without_fragment(request_path), without_fragment(location));
-    let absolute = location
-        .strip_prefix(scheme)
-        .and_then(|rest| rest.strip_prefix("://"));
-    let resolved = if let Some(rest) = absolute.or_else(|| location.strip_prefix("//")) {
-        let (host, path) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
-        if !host.eq_ignore_ascii_case(authority) {
-            return None;
-        }
-        absolute_path(path)
-    } else if location.contains("://") {
-        return None; // another scheme: not this server
-    } else if location.starts_with('/') {
-        location.to_owned()
-    } else {
-        let (request_path, _query) = split_query(request_path);
-        let directory = &request_path[..request_path.rfind('/').map_or(0, |i| i + 1)];
-        absolute_path(&format!("{directory}{location}"))
-    };
-    let (path, query) = split_query(&resolved);
-    let normalized = remove_dot_segments(path);
-    let joined = match query {
-        Some(query) => format!("{normalized}?{query}"),
-        None => normalized,
-    };
-    let checked: hyper::http::uri::PathAndQuery = joined.parse().ok()?;
+    on_origin(&format!("{scheme}://{authority}"), request_path, location)
+}
+
+/// `location`, answered to a request for `request_path` on `origin`, as a path and query on
+/// that origin (`None` when it names another server or is not a valid request target).
+fn on_origin(origin: &str, request_path: &str, location: &str) -> Option<String> {
+    if !request_path.starts_with('/') {
+        return None;
+    }
+    let url = resolve_url(&format!("{origin}{request_path}"), location).ok()?;
+    let path = crate::client::path_on(origin, &url)?;
+    let checked: hyper::http::uri::PathAndQuery = path.parse().ok()?;
     Some(checked.as_str().to_owned())
 }
 
-fn without_fragment(uri: &str) -> &str {
-    uri.split_once('#').map_or(uri, |(before, _)| before)
-}
-
-fn absolute_path(path: &str) -> String {
-    if path.starts_with('/') {
-        path.to_owned()
-    } else {
-        format!("/{path}")
-    }
-}
-
-fn split_query(path_and_query: &str) -> (&str, Option<&str>) {
-    match path_and_query.split_once('?') {
-        Some((path, query)) => (path, Some(query)),
-        None => (path_and_query, None),
-    }
-}
-
-/// Removes `.` and `..` segments of an absolute path.
-fn remove_dot_segments(path: &str) -> String {
-    let mut out: Vec<&str> = Vec::new();
-    let segments: Vec<&str> = path.split('/').skip(1).collect();
-    let last = segments.len().saturating_sub(1);
-    for (i, segment) in segments.iter().enumerate() {
-        match *segment {
-            "." | ".." => {
-                if *segment == ".." {
-                    out.pop();
-                }
-                if i == last {
-                    out.push(""); // "a/b/.." names the directory "a/"
-                }
-            }
-            other => out.push(other),
-        }
-    }
-    format!("/{}", out.join("/"))
-}
-
-/// One worker's kept-alive connection to each server (one for most runs), opened on first
-/// use.
+/// One worker's connections: to each server, a pool of its own holding one kept-alive
+/// connection (opened on first use, reopened when the server closes it).
 #[derive(Debug)]
 pub struct Connection {
     targets: Arc<Targets>,
-    senders: Vec<Option<SendRequest<RequestBody>>>,
+    pools: Vec<Registry>,
     /// Index of the server the last request went to.
     last: usize,
 }
@@ -360,10 +288,14 @@ impl Connection {
 
     /// Connections to every server, each request sent to the next one in turn.
     pub fn rotating(targets: Arc<Targets>) -> Self {
-        let senders = targets.all.iter().map(|_| None).collect();
+        let pools = targets
+            .all
+            .iter()
+            .map(|target| target.registry.with_own_pool())
+            .collect();
         Connection {
             targets,
-            senders,
+            pools,
             last: 0,
         }
     }
@@ -379,49 +311,34 @@ impl Connection {
         self.targets.api_path(rest)
     }
 
-    /// Sends `request` to the server whose turn it is, naming it in `Host` (replaced if the
-    /// request has one), and returns the response head (the body still streams).
+    /// Sends `request` (its URI a path and query) to the server whose turn it is and returns
+    /// the response head (the body still streams). Read each body to its end before the next
+    /// request, or the pool opens another connection.
     pub async fn send(
         &mut self,
         step: &'static str,
-        mut request: Request<RequestBody>,
+        request: Request<RequestBody>,
     ) -> Result<Response<Incoming>, BenchError> {
         self.last = self.targets.take_turn();
-        request
-            .headers_mut()
-            .insert(HOST, self.target().host.clone());
         // The answer comes after the whole body is sent: allow for sending it at 1 MiB/s, so a
         // 5 GiB push to a slow store is not cut short (a stall still ends the run).
         let body_len = hyper::body::Body::size_hint(request.body()).lower();
         let timeout = RESPONSE_TIMEOUT + Duration::from_secs(body_len >> 20);
-        let sender = self.ready(step).await?;
-        match tokio::time::timeout(timeout, sender.send_request(request)).await {
-            Ok(result) => result.map_err(|source| BenchError::Http { step, source }),
-            Err(_) => Err(BenchError::Timeout {
-                step,
-                seconds: timeout.as_secs(),
-            }),
-        }
-    }
-
-    /// The connection to the last request's server, reopened if it was closed.
-    async fn ready(
-        &mut self,
-        step: &'static str,
-    ) -> Result<&mut SendRequest<RequestBody>, BenchError> {
-        let slot = self.last;
-        let reusable = match self.senders[slot].as_mut() {
-            Some(sender) => sender.ready().await.is_ok(),
-            None => false,
-        };
-        let sender = match self.senders[slot].take() {
-            Some(sender) if reusable => sender,
-            _ => {
-                let target = self.target();
-                connect(step, target.addr, target.tls.as_ref()).await?
-            }
-        };
-        Ok(self.senders[slot].insert(sender))
+        let mut request = request.map(|body| body.map_err(|never| match never {}).boxed());
+        request.headers_mut().remove(HOST); // the client names the server it sends to
+        self.pools[self.last]
+            .send_once(request, timeout)
+            .await
+            .map_err(|source| match source {
+                ClientError::Timeout { timeout, .. } => BenchError::Timeout {
+                    step,
+                    seconds: timeout.as_secs(),
+                },
+                source => BenchError::Client {
+                    step,
+                    source: Box::new(source),
+                },
+            })
     }
 }
 
@@ -506,19 +423,22 @@ mod tests {
 
     #[test]
     fn base_url_forms() {
-        let url = BaseUrl::parse("http://localhost").unwrap();
-        assert_eq!((url.port, url.prefix.as_str()), (80, ""));
-        let url = BaseUrl::parse("http://[::1]:8080/mirror/").unwrap();
+        let url = ParsedUrl::parse("http://localhost").unwrap();
+        assert_eq!(
+            (url.host_port.as_str(), url.prefix.as_str()),
+            ("localhost:80", "")
+        );
+        let url = ParsedUrl::parse("http://[::1]:8080/mirror/").unwrap();
         assert_eq!(
             (
-                url.authority.as_str(),
-                url.host.as_str(),
+                url.origin.as_str(),
+                url.host_port.as_str(),
                 url.prefix.as_str()
             ),
-            ("[::1]:8080", "[::1]", "/mirror")
+            ("http://[::1]:8080", "[::1]:8080", "/mirror")
         );
-        let url = BaseUrl::parse("https://h:8443").unwrap();
-        assert_eq!((url.https, url.port, url.scheme()), (true, 8443, "https"));
+        let url = ParsedUrl::parse("https://h").unwrap();
+        assert_eq!((url.https, url.host_port.as_str()), (true, "h:443"));
         for bad in [
             "",
             "localhost:5000",
@@ -526,7 +446,7 @@ mod tests {
             "http://h/?q=1",
             "https://h/?q",
         ] {
-            assert!(BaseUrl::parse(bad).is_err(), "{bad}");
+            assert!(ParsedUrl::parse(bad).is_err(), "{bad}");
         }
     }
 
@@ -604,16 +524,11 @@ mod tests {
         let https = ["https://127.0.0.1:1".to_owned()];
         let error = Targets::resolve(&https, None).await.unwrap_err();
         assert!(error.to_string().contains("--cacert FILE"), "{error}");
-        let trust = crate::http::tls::ServerTrust::AnyCertificate;
-        let insecure = crate::bench::transport::tls_config(&trust).unwrap();
-        let targets = Targets::resolve(&https, Some(&insecure)).await.unwrap();
-        assert!(targets.all[0].tls.is_some());
-    }
-
-    #[test]
-    fn dot_segments() {
-        assert_eq!(remove_dot_segments("/a/b/../c/./d"), "/a/c/d");
-        assert_eq!(remove_dot_segments("/../../a"), "/a");
-        assert_eq!(remove_dot_segments("/a/b/.."), "/a/");
+        let trust = ServerTrust::AnyCertificate;
+        let targets = Targets::resolve(&https, Some(&trust)).await.unwrap();
+        assert_eq!(targets.all[0].registry.origin(), "https://127.0.0.1:1");
+        let missing = ServerTrust::CaFile("/nonexistent/ca.pem".into());
+        let error = Targets::resolve(&https, Some(&missing)).await.unwrap_err();
+        assert!(error.to_string().contains("ca.pem"), "{error}");
     }
 }

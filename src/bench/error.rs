@@ -1,8 +1,6 @@
 //! Why a benchmark step failed: every answer is verified, so a wrong status, header, length,
 //! digest or byte is an error with the step that saw it, not a silently fast result.
 
-use std::net::SocketAddr;
-
 use crate::digest::Digest;
 
 /// A failed benchmark step or invalid setup.
@@ -33,26 +31,24 @@ pub enum BenchError {
         /// The resolver's error.
         source: std::io::Error,
     },
-    /// The TCP connection failed.
-    #[error("cannot connect to {addr}: {source}")]
-    Connect {
-        /// The address tried.
-        addr: SocketAddr,
-        /// The socket error.
-        source: std::io::Error,
+    /// The client could not be set up for a URL (an unreadable `--cacert` file, …).
+    #[error("cannot set up the client for {url}: {source}")]
+    Setup {
+        /// The URL.
+        url: String,
+        /// The client's error (boxed: it is large, and rare).
+        source: Box<crate::client::ClientError>,
     },
-    /// The TLS handshake failed (an untrusted certificate, a name mismatch, ...).
-    #[error("TLS handshake with {addr} failed: {source}")]
-    Tls {
-        /// The address tried.
-        addr: SocketAddr,
-        /// rustls' error, as tokio-rustls reports it.
-        source: std::io::Error,
+    /// The request failed before an answer came (connection refused or reset, TLS
+    /// handshake, …), as the registry client reports it.
+    #[error("{step}: {source}")]
+    Client {
+        /// The step.
+        step: &'static str,
+        /// The client's error (boxed: it is large, and rare).
+        source: Box<crate::client::ClientError>,
     },
-    /// The CA file given for https could not be used.
-    #[error("TLS setup: {0}")]
-    TlsConfig(#[from] crate::http::tls::TlsError),
-    /// The HTTP exchange failed (connection reset, malformed response, …).
+    /// A response body failed midway (connection reset, malformed chunk, …).
     #[error("{step}: HTTP error: {source}")]
     Http {
         /// The step (e.g. "monolithic PUT").

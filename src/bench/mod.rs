@@ -39,7 +39,6 @@ pub mod report;
 mod resume;
 mod small_push;
 pub mod stats;
-pub mod transport;
 mod workers;
 
 /// How `https` URLs' certificates are checked ([`BenchOptions::trust`]).
@@ -100,8 +99,8 @@ pub struct BenchOptions {
     /// Registry base URLs, `http[s]://HOST[:PORT][/PREFIX]`, all with the same `PREFIX`:
     /// requests go to each in turn (instances of one registry; one URL for most runs).
     pub urls: Vec<String>,
-    /// Which certificates `https` URLs may present; `None` refuses `https` URLs (there are no
-    /// built-in root certificates). The client offers HTTP/1.1 only.
+    /// Which certificates `https` URLs may present (`CaFile`: signed by that CA or a system
+    /// one); `None` refuses `https` URLs. The client offers HTTP/1.1 only.
     pub trust: Option<ServerTrust>,
     /// Scenarios to run (run in [`Scenario::ALL`] order whatever the order here).
     pub scenarios: Vec<Scenario>,
@@ -236,12 +235,7 @@ struct Run {
 /// ```
 pub async fn run(options: BenchOptions) -> Result<BenchReport, BenchError> {
     options.validate()?;
-    let tls = options
-        .trust
-        .as_ref()
-        .map(transport::tls_config)
-        .transpose()?;
-    let targets = Targets::resolve(&options.urls, tls.as_ref()).await?;
+    let targets = Targets::resolve(&options.urls, options.trust.as_ref()).await?;
     let server = options.server_pid.map(ServerProcess::new).transpose()?;
     let seed = match options.seed {
         Some(seed) => seed,

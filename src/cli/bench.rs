@@ -21,14 +21,14 @@ use layerstore::bench::{self, BenchOptions, Scenario, ServerTrust};
 /// balancer), requests go to each in turn, so every step of an upload may reach another
 /// instance.
 ///
-/// An https URL needs --cacert FILE (the CA that signed the server's certificate) or
-/// --insecure: there are no built-in root certificates. Over https the client speaks HTTP/1.1.
+/// An https URL needs --cacert FILE (the CA that signed the server's certificate, trusted
+/// beside the system's) or --insecure. Over https the client speaks HTTP/1.1.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Registry base URL (http:// or https://); repeat to rotate requests among instances.
     #[arg(long, value_name = "URL", required = true)]
     url: Vec<String>,
-    /// For https URLs: trust only the CA certificates in this PEM file.
+    /// For https URLs: trust the CA certificates in this PEM file (and the system's).
     #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
     cacert: Option<PathBuf>,
     /// For https URLs: accept any certificate, unverified (test setups only).

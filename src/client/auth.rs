@@ -73,6 +73,9 @@ pub struct Auth {
     /// The last Bearer challenge seen, so a token can be fetched before a request that
     /// cannot be repeated (a streamed upload) instead of after its 401.
     bearer: Mutex<Option<Challenge>>,
+    /// Held while a token is fetched, so parallel requests challenged at once wait for one
+    /// token instead of each asking the token server.
+    fetching: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -98,7 +101,13 @@ impl Auth {
             tokens: Mutex::new(HashMap::new()),
             basic: Mutex::new(false),
             bearer: Mutex::new(None),
+            fetching: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// The credential presented when asked, if any.
+    pub fn credential(&self) -> Option<&Credential> {
+        self.credential.as_ref()
     }
 
     /// The `Authorization` header to send with a request needing `scopes`, from what earlier
@@ -112,15 +121,18 @@ impl Auth {
         (Instant::now() < token.expires).then(|| token.value.clone())
     }
 
-    /// Learns from a 401's `WWW-Authenticate` header: afterwards [`Auth::header_for`] has
-    /// something new to send. An error means a retry would be refused too.
+    /// Learns from a 401's `WWW-Authenticate` header (`challenge.0`) to a request that
+    /// presented `challenge.1`: afterwards [`Auth::header_for`] has something new to send. A
+    /// 401 to a request sent before a parallel one learned the answer just needs a retry. An
+    /// error means a retry would be refused too.
     pub async fn answer_challenge(
         &self,
         transport: &Transport,
-        header: Option<&HeaderValue>,
+        challenge: (Option<&HeaderValue>, Option<&HeaderValue>),
         scopes: &Scopes,
         url: &str,
     ) -> Result<(), ClientError> {
+        let (header, sent) = challenge;
         let unauthorized = |reason: String| ClientError::Unauthorized {
             url: url.to_owned(),
             reason,
@@ -131,12 +143,20 @@ impl Auth {
         let challenges = parse_challenges(header)?;
         if let Some(bearer) = challenges.iter().find(|c| c.scheme == "bearer") {
             *self.bearer.lock() = Some(bearer.clone());
+            let _fetching = self.fetching.lock().await;
+            let current = self.header_for(scopes);
+            if current.is_some() && current.as_ref() != sent {
+                return Ok(());
+            }
             let token = self.fetch_token(transport, bearer, scopes).await?;
             self.tokens.lock().insert(scopes.key(), token);
             return Ok(());
         }
         if challenges.iter().any(|c| c.scheme == "basic") {
             let mut basic = self.basic.lock();
+            if *basic && sent.is_none() {
+                return Ok(());
+            }
             if *basic || !matches!(self.credential, Some(Credential::Basic { .. })) {
                 return Err(unauthorized(if *basic {
                     "the registry refused the user name and password".into()
@@ -162,6 +182,10 @@ impl Auth {
         let Some(challenge) = self.bearer.lock().clone() else {
             return Ok(());
         };
+        let _fetching = self.fetching.lock().await;
+        if self.header_for(scopes).is_some() {
+            return Ok(());
+        }
         let mut challenge = challenge;
         challenge.params.remove("scope");
         let token = self.fetch_token(transport, &challenge, scopes).await?;

@@ -30,6 +30,27 @@ struct CatalogPage {
 
 impl Registry {
     /// Every tag of `repo`, following `Link` pages of `page_size` (`None`: the registry's).
+    ///
+    /// ```
+    /// # layerstore::client::doctest::with_registry(|host| async move {
+    /// use layerstore::client::{ClientOptions, Registry};
+    ///
+    /// let registry = Registry::new(&host, ClientOptions::plain_http())?;
+    /// let config = registry.push_blob_bytes("app", "{}".into()).await?;
+    /// let manifest = format!(
+    ///     r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+    ///     "config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":2}},
+    ///     "layers":[]}}"#
+    /// );
+    /// for tag in ["v1", "v2", "v3"] {
+    ///     let media_type = "application/vnd.oci.image.manifest.v1+json";
+    ///     registry.put_manifest("app", tag, media_type, manifest.clone().into()).await?;
+    /// }
+    /// assert_eq!(registry.tags("app", Some(2)).await?, ["v1", "v2", "v3"]); // two pages
+    /// let got = registry.get_manifest("app", "v2", &[]).await?;
+    /// assert_eq!(got.bytes, manifest.as_bytes());
+    /// # Ok(()) });
+    /// ```
     pub async fn tags(
         &self,
         repo: &str,

@@ -50,6 +50,22 @@ impl std::fmt::Debug for BlobReader {
 
 impl Registry {
     /// A reader over blob `digest` of `repo`, whose size is asked with a `HEAD`.
+    ///
+    /// ```
+    /// # layerstore::client::doctest::with_registry(|host| async move {
+    /// use std::io::SeekFrom;
+    /// use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    /// use layerstore::client::{ClientOptions, Registry};
+    ///
+    /// let registry = Registry::new(&host, ClientOptions::plain_http())?;
+    /// let digest = registry.push_blob_bytes("r", vec![7u8; 3 << 20].into()).await?;
+    /// let mut reader = registry.blob_reader("r", &digest).await?;
+    /// reader.seek(SeekFrom::Start(2 << 20)).await.unwrap();
+    /// let mut page = [0u8; 4096];
+    /// reader.read_exact(&mut page).await.unwrap(); // one range request
+    /// assert_eq!(page, [7u8; 4096]);
+    /// # Ok(()) });
+    /// ```
     pub async fn blob_reader(
         &self,
         repo: &str,

@@ -15,7 +15,7 @@ use super::auth::{Auth, Scopes};
 use super::error::ClientError;
 use super::options::ClientOptions;
 use super::single_flight::SingleFlight;
-use super::transport::{read_body, Payload, Transport};
+use super::transport::{read_body, Payload, PoolSettings, RequestBody, Transport};
 
 /// Longest error body read to find the OCI error code.
 const MAX_ERROR_BODY: usize = 64 << 10;
@@ -111,11 +111,13 @@ impl Registry {
             Some(credential) => Some(credential),
             None => options.auth_files.lookup(&authority)?,
         };
-        let transport = Transport::new(
-            options.tls_config()?,
-            options.timeout,
-            options.connect_timeout,
-        );
+        let settings = PoolSettings {
+            tls: options.tls_config()?,
+            connect_timeout: options.connect_timeout,
+            max_idle_per_host: options.max_idle_per_host,
+            http2: options.http2,
+        };
+        let transport = Transport::with_settings(settings, options.timeout);
         Ok(Registry {
             inner: Arc::new(Inner {
                 base: format!("{scheme}://{authority}"),
@@ -132,6 +134,48 @@ impl Registry {
     /// The registry's `host[:port]`.
     pub fn host(&self) -> &str {
         &self.inner.host
+    }
+
+    /// `scheme://host[:port]`: the origin every registry path is appended to.
+    pub(crate) fn origin(&self) -> &str {
+        &self.inner.base
+    }
+
+    /// A client for the same registry with a connection pool of its own (same TLS settings
+    /// and credentials, fresh token cache): a benchmark worker owns its sockets this way.
+    pub(crate) fn with_own_pool(&self) -> Registry {
+        let inner = &self.inner;
+        Registry {
+            inner: Arc::new(Inner {
+                base: inner.base.clone(),
+                host: inner.host.clone(),
+                transport: inner.transport.separate_pool(),
+                auth: Auth::new(inner.auth.credential().cloned()),
+                retries: inner.retries,
+                backoff: inner.backoff,
+                flights: SingleFlight::default(),
+            }),
+        }
+    }
+
+    /// Sends `request` once, as built, waiting at most `timeout` for the response head: no
+    /// credentials, no retry, no redirect followed, any status returned. Its URI is a path
+    /// on this registry (`/v2/...`, or with a path prefix) or an absolute URL. For callers that
+    /// must see every answer the server gives (the benchmark verifies each one).
+    pub(crate) async fn send_once(
+        &self,
+        mut request: Request<RequestBody>,
+        timeout: Duration,
+    ) -> Result<Response<Incoming>, ClientError> {
+        let target = request.uri().to_string();
+        let url = self.url(&target)?;
+        *request.uri_mut() =
+            url.parse()
+                .map_err(|e: hyper::http::uri::InvalidUri| ClientError::InvalidUrl {
+                    url: url.clone(),
+                    reason: e.to_string(),
+                })?;
+        self.inner.transport.send_within(request, timeout).await
     }
 
     /// `GET /v2/`: the registry answers and speaks the distribution API (with credentials,
@@ -174,6 +218,11 @@ impl Registry {
         let mut redirects = 0;
         loop {
             let same_host = url.starts_with(&inner.base);
+            // What this attempt presents, so a 401 answered meanwhile by a parallel request
+            // is not answered again.
+            let sent = same_host
+                .then(|| inner.auth.header_for(&call.scopes))
+                .flatten();
             let request = self.build(&mut call, &url, same_host)?;
             let outcome = inner.transport.send(request).await;
             let response = match outcome {
@@ -191,17 +240,20 @@ impl Registry {
                 Err(e) => return Err(e),
             };
             let status = response.status();
-            if status == StatusCode::UNAUTHORIZED
-                && same_host
-                && !challenged
-                && call.payload.is_replayable()
-            {
-                challenged = true;
+            if status == StatusCode::UNAUTHORIZED && same_host {
                 let header = response.headers().get(WWW_AUTHENTICATE).cloned();
-                inner
+                let challenge = (header.as_ref(), sent.as_ref());
+                let answered = inner
                     .auth
-                    .answer_challenge(&inner.transport, header.as_ref(), &call.scopes, &url)
-                    .await?;
+                    .answer_challenge(&inner.transport, challenge, &call.scopes, &url)
+                    .await;
+                // Refused again after answering (or not repeatable): say why, once.
+                if challenged || !call.payload.is_replayable() {
+                    answered?;
+                    return Ok(response);
+                }
+                answered?;
+                challenged = true;
                 continue;
             }
             if (status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error())
@@ -308,32 +360,7 @@ fn split_scheme(host: &str, plain_http: bool) -> Result<(&'static str, String), 
 
 /// Resolves a `Location` (absolute, absolute-path or relative) against the URL it answered.
 pub(crate) fn resolve_url(base: &str, location: &str) -> Result<String, ClientError> {
-    if location.starts_with("http://") || location.starts_with("https://") {
-        return Ok(location.to_owned());
-    }
-    let scheme_end = base
-        .find("://")
-        .map(|i| i + 3)
-        .ok_or_else(|| ClientError::InvalidUrl {
-            url: base.to_owned(),
-            reason: "no scheme".into(),
-        })?;
-    let authority_end = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
-    let origin = &base[..authority_end];
-    if location.starts_with("//") {
-        return Ok(format!("{}:{location}", &base[..scheme_end - 3]));
-    }
-    if location.starts_with('/') {
-        return Ok(format!("{origin}{location}"));
-    }
-    let path = base[authority_end..]
-        .split(['?', '#'])
-        .next()
-        .unwrap_or("/");
-    let directory = &path[..path.rfind('/').map_or(0, |i| i + 1)];
-    Ok(format!("{origin}{directory}{location}"))
+    super::location::resolve_location(base, location)
 }
 
 /// A URL without its query (upload URLs carry state tokens that need not be in messages).

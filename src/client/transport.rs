@@ -71,6 +71,21 @@ fn never(e: Infallible) -> io::Error {
 pub struct Transport {
     client: Client<HttpsConnector<HttpConnector>, RequestBody>,
     timeout: Duration,
+    /// How the pool was built, so [`Transport::separate_pool`] can build another alike.
+    settings: PoolSettings,
+}
+
+/// What a pool is built from.
+#[derive(Clone)]
+pub(crate) struct PoolSettings {
+    /// TLS for https URLs (ALPN set by the builder from `http2`).
+    pub tls: rustls::ClientConfig,
+    /// Longest wait for a TCP connection.
+    pub connect_timeout: Duration,
+    /// Idle connections kept per host.
+    pub max_idle_per_host: usize,
+    /// Offer HTTP/2 by ALPN (else HTTP/1.1 only).
+    pub http2: bool,
 }
 
 impl std::fmt::Debug for Transport {
@@ -82,26 +97,39 @@ impl std::fmt::Debug for Transport {
 }
 
 impl Transport {
-    /// A client using `tls` for https URLs (plain http URLs are allowed too), waiting at most
-    /// `timeout` for each response head and `connect_timeout` for each connection.
-    pub fn new(tls: rustls::ClientConfig, timeout: Duration, connect_timeout: Duration) -> Self {
+    /// A client whose pool is built as `settings` say (plain http URLs are allowed too, https
+    /// ones use `settings.tls`), waiting at most `timeout` for each response head.
+    pub(crate) fn with_settings(settings: PoolSettings, timeout: Duration) -> Self {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
-        http.set_connect_timeout(Some(connect_timeout));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
+        http.set_connect_timeout(Some(settings.connect_timeout));
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(settings.tls.clone())
             .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
+            .enable_http1();
+        let https = if settings.http2 {
+            builder.enable_http2().wrap_connector(http)
+        } else {
+            builder.wrap_connector(http)
+        };
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(32)
+            .pool_max_idle_per_host(settings.max_idle_per_host)
             .http2_initial_stream_window_size(4 << 20)
             .http2_initial_connection_window_size(8 << 20)
             .build(https);
-        Transport { client, timeout }
+        Transport {
+            client,
+            timeout,
+            settings,
+        }
+    }
+
+    /// A client with the same settings and a pool of its own: its connections are not
+    /// shared with this one's (a benchmark worker that must own its sockets).
+    pub(crate) fn separate_pool(&self) -> Self {
+        Self::with_settings(self.settings.clone(), self.timeout)
     }
 
     /// Sends one request and waits for its response head.
@@ -109,9 +137,19 @@ impl Transport {
         &self,
         request: Request<RequestBody>,
     ) -> Result<Response<Incoming>, ClientError> {
+        self.send_within(request, self.timeout).await
+    }
+
+    /// Sends one request and waits at most `timeout` for its response head (a large upload
+    /// is answered only after its whole body was sent).
+    pub(crate) async fn send_within(
+        &self,
+        request: Request<RequestBody>,
+        timeout: Duration,
+    ) -> Result<Response<Incoming>, ClientError> {
         let method = request.method().to_string();
         let url = request.uri().to_string();
-        match tokio::time::timeout(self.timeout, self.client.request(request)).await {
+        match tokio::time::timeout(timeout, self.client.request(request)).await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(e)) => Err(ClientError::Transport {
                 method,
@@ -121,7 +159,7 @@ impl Transport {
             Err(_) => Err(ClientError::Timeout {
                 method,
                 url,
-                timeout: self.timeout,
+                timeout,
             }),
         }
     }

@@ -62,7 +62,7 @@ pub fn python_with(modules: &[&str]) -> Option<PathBuf> {
     Some(python)
 }
 
-/// Waits until `addr` answers `GET /v2/` with 200. `Err` with the process's log if it exited
+/// Waits until `addr` answers `GET /v2/` with 200 (or 401). `Err` with the process's log if it exited
 /// first (e.g. the port was taken in the meantime); panics after 20 s.
 fn wait_ready(addr: SocketAddr, guard: &mut ChildGuard) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -70,7 +70,8 @@ fn wait_ready(addr: SocketAddr, guard: &mut ChildGuard) -> Result<(), String> {
         guard.exited()?;
         if TcpStream::connect(addr).is_ok() {
             let reply = crate::common::request(addr, "GET", "/v2/", &[], b"");
-            if reply.status == 200 {
+            // 401: ready, and wanting credentials.
+            if reply.status == 200 || reply.status == 401 {
                 return Ok(());
             }
         }
@@ -161,6 +162,20 @@ impl RegistryProcess {
     /// distribution 2.8 (`docker-registry serve`) over `root` with `secret`.
     pub fn distribution(root: &Path, secret: &str) -> Option<Self> {
         Self::distribution_on(Storage::Root(root), secret)
+    }
+
+    /// distribution 2.8 over `root` with `secret` and `extra` appended to its config file (e.g.
+    /// an `auth:` section). `None` when the tool is missing outside CI.
+    pub fn distribution_with(root: &Path, secret: &str, extra: &str) -> Option<Self> {
+        let binary = require_tool("docker-registry")?;
+        Some(Self::start("docker-registry serve", |addr, dir| {
+            let config = dir.join("config.yml");
+            let text = distribution_config(Storage::Root(root), addr, secret);
+            std::fs::write(&config, format!("{text}{extra}")).unwrap();
+            let mut command = Command::new(&binary);
+            command.arg("serve").arg(&config);
+            command
+        }))
     }
 
     /// distribution 2.8 (`docker-registry serve`) on `storage` with `secret`: deletes on, no

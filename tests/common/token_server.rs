@@ -204,6 +204,8 @@ struct State {
     key: SigningKey,
     policy: Policy,
     issued: Mutex<Vec<String>>,
+    /// Seconds the server's tokens live (`expires_in`), 300 unless [`TokenServer::set_lifetime`].
+    lifetime: std::sync::atomic::AtomicI64,
 }
 
 /// A running token server; dropping it stops it.
@@ -221,6 +223,7 @@ impl TokenServer {
             key,
             policy,
             issued: Mutex::new(Vec::new()),
+            lifetime: std::sync::atomic::AtomicI64::new(300),
         });
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (shutdown_tx, mut shutdown_rx) = tokio::sync::oneshot::channel::<()>();
@@ -280,6 +283,15 @@ impl TokenServer {
         token
     }
 
+    /// Makes the tokens issued from now on live `seconds`: `expires_in` says so, and their
+    /// `exp` is set back by the registry's clock-skew leeway so the registry refuses them as
+    /// soon as they are past it.
+    pub fn set_lifetime(&self, seconds: i64) {
+        self.state
+            .lifetime
+            .store(seconds, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Every token the server issued or [`TokenServer::token`] made.
     pub fn issued(&self) -> Vec<String> {
         self.state.issued.lock().unwrap().clone()
@@ -330,12 +342,19 @@ fn answer(state: &State, request: Request<hyper::body::Incoming>) -> Response<Fu
         })
         .collect();
     let access = (state.policy)(account.as_deref(), &scopes);
-    let token = state.key.sign(&state.key.header(), &claims(&access));
+    let lifetime = state.lifetime.load(std::sync::atomic::Ordering::SeqCst);
+    let mut claims = claims(&access);
+    if lifetime != 300 {
+        let leeway = layerstore::auth::token::LEEWAY_SECS as i64;
+        claims["exp"] = json!(now() + lifetime - leeway);
+        claims["nbf"] = json!(now() - leeway);
+    }
+    let token = state.key.sign(&state.key.header(), &claims);
     state.issued.lock().unwrap().push(token.clone());
     let issued_at = layerstore::store::rfc3339::format(SystemTime::now());
     reply(
         StatusCode::OK,
-        json!({"token": token, "access_token": token, "expires_in": 300, "issued_at": issued_at}),
+        json!({"token": token, "access_token": token, "expires_in": lifetime, "issued_at": issued_at}),
     )
 }
 
