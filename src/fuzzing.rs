@@ -426,6 +426,66 @@ pub fn bench_proc_text(data: &[u8]) {
     let _ = crate::bench::process::parse_status_kib(&text, "VmHWM:");
 }
 
+/// The client's `WWW-Authenticate` parser: never panics; schemes and parameter names come
+/// back lowercase.
+pub fn www_authenticate(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Ok(challenges) = crate::client::challenge::parse_challenges(&text) {
+        assert!(!challenges.is_empty());
+        for challenge in challenges {
+            assert_eq!(challenge.scheme, challenge.scheme.to_ascii_lowercase());
+            assert!(challenge
+                .params
+                .keys()
+                .all(|k| *k == k.to_ascii_lowercase()));
+        }
+    }
+}
+
+/// Image references (`HOST/REPO[:TAG][@DIGEST]`): never panics, and a parsed reference prints
+/// as text that parses back to itself.
+pub fn image_reference(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(reference) = crate::client::reference::Reference::parse(text) {
+        let printed = reference.to_string();
+        let again = crate::client::reference::Reference::parse(&printed)
+            .unwrap_or_else(|e| panic!("{printed:?} does not parse back: {e}"));
+        assert_eq!(again, reference, "{printed:?}");
+    }
+}
+
+/// An OCI layout's `index.json`: never panics, and what is written back reads as the same
+/// entries.
+pub fn oci_index(data: &[u8]) {
+    if let Ok((entries, written)) = crate::client::layout::index_entries(data) {
+        let (again, _) = crate::client::layout::index_entries(&written)
+            .unwrap_or_else(|e| panic!("a rewritten index.json does not read back: {e}"));
+        assert_eq!(again, entries);
+    }
+}
+
+#[cfg(test)]
+mod client_parser_tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A stable-toolchain stand-in for the fuzz targets: shaped random input through the
+        /// same entry functions.
+        #[test]
+        fn client_parsers_keep_their_promises(
+            reference in "[a-zA-Z0-9.:/@_-]{0,60}",
+            challenge in r#"[a-zA-Z0-9 =,"\\:/._-]{0,80}"#,
+            bytes in proptest::collection::vec(any::<u8>(), 0..120),
+        ) {
+            super::image_reference(reference.as_bytes());
+            super::www_authenticate(challenge.as_bytes());
+            super::oci_index(&bytes);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tarsum_fuzz_tests {
     use super::gzip_member;

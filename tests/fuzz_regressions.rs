@@ -23,6 +23,9 @@ fn entry(target: &str) -> Option<fn(&[u8])> {
         "tarsum_gzip" => tarsum_gzip,
         "bench_location" => bench_location,
         "bench_proc_text" => bench_proc_text,
+        "www_authenticate" => www_authenticate,
+        "image_reference" => image_reference,
+        "oci_index" => oci_index,
         _ => return None,
     })
 }

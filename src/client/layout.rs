@@ -210,16 +210,26 @@ impl OciLayout {
     fn read_index(&self) -> Result<IndexFile, LayoutError> {
         let path = self.index_path();
         let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
-        serde_json::from_slice(&bytes).map_err(|e| LayoutError::InvalidIndex {
-            path,
-            reason: e.to_string(),
-        })
+        parse_index(&bytes).map_err(|reason| LayoutError::InvalidIndex { path, reason })
     }
 
     fn write_index(&self, index: &IndexFile) -> Result<(), LayoutError> {
         let bytes = serde_json::to_vec(index).expect("an index serializes");
         write_atomically(&self.index_path(), &bytes)
     }
+}
+
+/// Reads `index.json` bytes (a layout's image index).
+fn parse_index(bytes: &[u8]) -> Result<IndexFile, String> {
+    serde_json::from_slice(bytes).map_err(|e| e.to_string())
+}
+
+/// The entries of `index.json` bytes, and the bytes this writes back for them: the pure part
+/// of reading and rewriting a layout (the fuzz target's entry).
+pub fn index_entries(bytes: &[u8]) -> Result<(Vec<IndexEntry>, Vec<u8>), String> {
+    let index = parse_index(bytes)?;
+    let written = serde_json::to_vec(&index).map_err(|e| e.to_string())?;
+    Ok((index.manifests, written))
 }
 
 fn empty_index() -> IndexFile {
