@@ -180,7 +180,7 @@ fn base64_of(text: &str) -> String {
 #[test]
 fn a_user_may_do_everything() {
     let dir = tempfile::tempdir().unwrap();
-    let file = htpasswd(dir.path(), &[(USER, PASSWORD), ("bob", "b0b")], 4);
+    let file = htpasswd(dir.path(), &[(USER, PASSWORD), ("bob", "b0b-Secret-Qz")], 4);
     let server = insecure_server(&file);
     let alice = basic(USER, PASSWORD);
     let (layer, manifest) = push_small_image(&server, &alice, "team/app", "v1");
@@ -199,7 +199,7 @@ fn a_user_may_do_everything() {
         );
     }
     // Another user, and a mount with no `from` (the whole registry is looked at).
-    let bob = basic("bob", "b0b");
+    let bob = basic("bob", "b0b-Secret-Qz");
     let mount = format!("/v2/copy/blobs/uploads/?mount={layer}");
     let reply = server.request("POST", &mount, &[("authorization", &bob)], b"");
     assert_eq!(reply.status, 201);
@@ -208,7 +208,7 @@ fn a_user_may_do_everything() {
     server.assert_log_free_of(&[
         PASSWORD.to_owned(),
         format!("{USER}:{PASSWORD}"),
-        "b0b".to_owned(),
+        "b0b-Secret-Qz".to_owned(),
     ]);
 }
 

@@ -1,6 +1,7 @@
 //! `layerstore push`, `pull`, `copy` and `login` against distribution 2.8 (`docker-registry`), the
 //! reference registry: a multi-platform image written by skopeo goes up and comes back
-//! byte-identical (skopeo reads the result), plain and with distribution's htpasswd auth;
+//! byte-identical (skopeo reads the result), plain, with distribution's htpasswd auth and with its
+//! token auth (the test token server);
 //! copies mount within it and stream to a layerstore server; a killed pull, run again,
 //! continues where it stopped, and a killed push completes (a push killed mid-chunk starts
 //! that blob again: distribution refuses the upload's saved state). Without `docker-registry`
@@ -13,6 +14,7 @@ mod transfer_support;
 use std::path::Path;
 
 use clients_support::RegistryProcess;
+use common::token_server::{self, grant_requested, SigningKey, TokenServer, ISSUER, SERVICE};
 use common::TestServer;
 use transfer_support::{
     kill_when, large_layout, largest, login, skopeo_accepts, skopeo_layout, transfer, tree,
@@ -160,6 +162,57 @@ fn round_trip_through_distribution_with_htpasswd() {
         &work.path().join("out"),
         &flags,
     );
+}
+
+/// distribution's token auth, trusting the test token server's key (the libtrust `kid` of its
+/// certificate): `layerstore login` goes through the token server, push and pull fetch tokens
+/// per scope set.
+#[test]
+fn round_trip_through_distribution_with_token_auth() {
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("source");
+    if !skopeo_layout(work.path(), &source) {
+        return;
+    }
+    let key = SigningKey::ec();
+    let bundle = key.write_bundle(&work.path().join("bundle.pem"), &[]);
+    let tokens = TokenServer::start(key, grant_requested());
+    let auth = format!(
+        "auth:\n  token:\n    realm: {}\n    service: {SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {}\n",
+        tokens.realm(),
+        bundle.display()
+    );
+    let root = work.path().join("root");
+    let Some(registry) = RegistryProcess::distribution_with(&root, "dist", &auth) else {
+        return;
+    };
+    let host = registry.host();
+    let cache = work.path().join("cache");
+    let authfile = work.path().join("auth.json");
+    let flags = ["--plain-http", "--authfile", authfile.to_str().unwrap()];
+    let refused = login(&cache, &host, token_server::USER, "wrong", &flags);
+    assert_eq!(refused.status.code(), Some(1));
+    let logged_in = login(
+        &cache,
+        &host,
+        token_server::USER,
+        token_server::PASSWORD,
+        &flags,
+    );
+    assert!(
+        logged_in.status.success(),
+        "{}",
+        String::from_utf8_lossy(&logged_in.stderr)
+    );
+    round_trip(
+        &cache,
+        &source,
+        &host,
+        "token/app",
+        &work.path().join("out"),
+        &flags,
+    );
+    assert!(!tokens.issued().is_empty());
 }
 
 #[test]
