@@ -416,3 +416,71 @@ fn a_tarsum_digest_commits_an_archive() {
     assert_eq!(reply.status, 400);
     assert_eq!(reply.error_code().as_deref(), Some("DIGEST_INVALID"));
 }
+
+/// A client whose connection broke in the middle of a PATCH retries at once: the session is
+/// still held by the broken request while it saves what arrived, and the retry waits for it
+/// (instead of a `BLOB_UPLOAD_INVALID` that would end the push), then continues from the
+/// offset the status reports.
+#[test]
+fn a_retry_right_after_a_broken_patch_continues_the_upload() {
+    use std::io::Write;
+
+    let server = TestServer::start();
+    let data = content(4 << 20, 6);
+    let location = start_session(&server, "retry/app");
+    let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
+    let head = format!(
+        "PATCH {location} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: {}\r\n\r\n",
+        data.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&data[..1 << 20]).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    // Reset, not close: the server sees the connection fail mid-body.
+    socket_reset(stream);
+
+    let status = server.request("GET", &location, &[], b"");
+    assert_eq!(status.status, 204);
+    let held: usize = status
+        .header("range")
+        .and_then(|r| r.rsplit('-').next()?.parse::<usize>().ok())
+        .map_or(0, |end| end + 1);
+    let rest = &data[held..];
+    let range = format!("{held}-{}", data.len() - 1);
+    let patch = server.request(
+        "PATCH",
+        &status.location(),
+        &[OCTET, ("content-range", &range)],
+        rest,
+    );
+    assert_eq!(
+        patch.status,
+        202,
+        "{}",
+        String::from_utf8_lossy(&patch.body)
+    );
+    let put = with_query(&patch.location(), "digest", &sha256(&data));
+    assert_eq!(server.request("PUT", &put, &[], b"").status, 201);
+    assert_blob(&server, "retry/app", &data);
+}
+
+/// Closes `stream` with a TCP reset (SO_LINGER of zero).
+fn socket_reset(stream: std::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket and a correctly sized option value.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            std::ptr::addr_of!(linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+    drop(stream);
+}

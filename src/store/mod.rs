@@ -141,14 +141,24 @@ impl Store {
     }
 
     /// Marks an upload as open in this process; the guard releases it.
+    ///
+    /// A session still held is waited for up to [`CLAIM_GRACE`]: the holder is usually a
+    /// request whose client just went away and which is saving what it received, and the
+    /// client's retry (or, after a restart, its resumed push) comes right behind it. Only a
+    /// session held longer, by a request really still writing, is [`StoreError::BlobUploadBusy`].
+    /// Blocks: call it where blocking is allowed, as every store method.
     fn claim_upload(
         &self,
         repo: &RepositoryName,
         id: &UploadId,
     ) -> Result<UploadClaim, StoreError> {
         let key = (repo.clone(), id.clone());
-        if !self.open_uploads.lock().insert(key.clone()) {
-            return Err(StoreError::BlobUploadBusy(id.clone()));
+        let deadline = std::time::Instant::now() + CLAIM_GRACE;
+        while !self.open_uploads.lock().insert(key.clone()) {
+            if std::time::Instant::now() >= deadline {
+                return Err(StoreError::BlobUploadBusy(id.clone()));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
         Ok(UploadClaim {
             set: Arc::clone(&self.open_uploads),
@@ -156,6 +166,9 @@ impl Store {
         })
     }
 }
+
+/// How long a request waits for an upload session another request of this process holds.
+pub const CLAIM_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Holds an upload id in the store's open set until dropped.
 #[derive(Debug)]
