@@ -5,74 +5,27 @@
 
 mod clients_support;
 mod common;
+mod transfer_support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
 
-use clients_support::oci::Layout;
-use clients_support::{require_tool, skopeo};
-use common::process::{run_with_timeout, ChildGuard};
+use clients_support::skopeo;
 use common::TestServer;
+use transfer_support::{large_layout, largest, skopeo_layout, tree};
 
-fn layerstore() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_layerstore"));
-    command.env(
-        "XDG_CACHE_HOME",
-        std::env::temp_dir().join("layerstore-client-tests-cache"),
-    );
-    command
+/// Where these tests' pushes keep upload URLs between runs.
+fn cache() -> PathBuf {
+    std::env::temp_dir().join("layerstore-client-tests-cache")
 }
 
-/// Runs a transfer command with `--plain-http --json` and returns its JSON summary.
+/// A transfer command over plain HTTP, which must succeed: its JSON summary.
 fn transfer(args: &[&str]) -> serde_json::Value {
-    let mut command = layerstore();
-    command.args(args).args(["--plain-http", "--json"]);
-    let output = run_with_timeout(command, Duration::from_secs(120));
-    assert!(
-        output.status.success(),
-        "layerstore {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
+    transfer_support::transfer(&cache(), &[args, &["--plain-http"]].concat())
 }
 
-/// Every file of a directory tree, relative path to bytes.
-fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                files.push((
-                    path.strip_prefix(dir).unwrap().to_owned(),
-                    std::fs::read(&path).unwrap(),
-                ));
-            }
-        }
-    }
-    files.sort();
-    files
-}
-
-/// An image with two platforms written by hand, then rewritten by skopeo into `dir` (so the
-/// layout under test is the one real tools produce).
-fn skopeo_layout(work: &Path, dir: &Path) -> bool {
-    if require_tool("skopeo").is_none() {
-        return false;
-    }
-    let hand = Layout::create(&work.join("hand"));
-    let amd64 = hand.add_image(1, "amd64");
-    let arm64 = hand.add_image(2, "arm64");
-    let index = hand.add_index(&[amd64, arm64]);
-    hand.tag("v1", &index);
-    let from = format!("oci:{}:v1", hand.dir.display());
-    let to = format!("oci:{}:v1", dir.display());
-    skopeo(&["copy", "--all", "--preserve-digests", &from, &to], true);
-    true
+/// Starts a transfer over plain HTTP and kills it once `started` says so.
+fn kill_when(args: &[&str], started: impl Fn() -> bool) {
+    transfer_support::kill_when(&cache(), &[args, &["--plain-http"]].concat(), started)
 }
 
 #[test]
@@ -167,72 +120,6 @@ fn copies_mount_within_a_registry_and_stream_between_two() {
         &format!("{}:v1", out.display()),
     ]);
     assert_eq!(tree(&out), tree(&source));
-}
-
-/// A layout holding one image with one large layer.
-fn large_layout(dir: &Path, size: usize) -> Layout {
-    let layout = Layout::create(dir);
-    let layer = layout.add_blob(
-        clients_support::oci::OCI_LAYER_GZIP,
-        &common::content(size, 42),
-    );
-    let config = layout.add_blob(
-        clients_support::oci::OCI_CONFIG,
-        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#,
-    );
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": clients_support::oci::OCI_MANIFEST,
-        "config": {"mediaType": config.media_type, "digest": config.digest, "size": config.size},
-        "layers": [{"mediaType": layer.media_type, "digest": layer.digest, "size": layer.size}],
-    });
-    let manifest = layout.add_blob(
-        clients_support::oci::OCI_MANIFEST,
-        manifest.to_string().as_bytes(),
-    );
-    layout.tag("big", &manifest);
-    layout
-}
-
-/// Starts `args`, waits until `started` says enough happened, and kills the process.
-fn kill_when(args: &[&str], started: impl Fn() -> bool) {
-    let mut command = layerstore();
-    command
-        .args(args)
-        .arg("--plain-http")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut child = ChildGuard::spawn(command, "layerstore transfer");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !started() {
-        assert!(Instant::now() < deadline, "the transfer never got going");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    assert!(
-        child.exited().is_ok(),
-        "the transfer finished before it could be interrupted"
-    );
-    drop(child);
-}
-
-/// The size of the largest file below `dir` whose name ends with `suffix`.
-fn largest(dir: &Path, suffix: &str) -> u64 {
-    let mut largest = 0;
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            match entry.metadata() {
-                Ok(m) if m.is_dir() => stack.push(path),
-                Ok(m) if path.to_string_lossy().ends_with(suffix) => largest = largest.max(m.len()),
-                _ => {}
-            }
-        }
-    }
-    largest
 }
 
 #[test]
