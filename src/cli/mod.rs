@@ -8,6 +8,7 @@ mod bench;
 mod crash_worker;
 mod digest;
 mod fsck;
+mod gc;
 mod get;
 mod heap;
 mod login;
@@ -17,6 +18,7 @@ mod put;
 mod registry_args;
 mod serve;
 mod serve_auth;
+mod serve_gc;
 mod serve_observe;
 mod serve_tls;
 mod storage_args;
@@ -41,6 +43,7 @@ enum Command {
     Get(get::GetArgs),
     Fsck(fsck::FsckArgs),
     PurgeUploads(purge::PurgeArgs),
+    Gc(gc::GcArgs),
     #[command(hide = true)]
     CrashWorker(crash_worker::CrashWorkerArgs),
     Tarsum(tarsum::TarsumArgs),
@@ -61,6 +64,7 @@ pub fn run() -> ExitCode {
         Command::Get(args) => get::run(args),
         Command::Fsck(args) => fsck::run(args),
         Command::PurgeUploads(args) => purge::run(args),
+        Command::Gc(args) => gc::run(args),
         Command::CrashWorker(args) => crash_worker::run(args),
         Command::Tarsum(args) => tarsum::run(args),
         Command::Bench(args) => bench::run(args),

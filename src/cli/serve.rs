@@ -16,6 +16,7 @@ use layerstore::storage::{http_secret, SecretSource, StorageLocation, HTTP_SECRE
 use layerstore::store::Store;
 
 use super::serve_auth::{AuthArgs, AuthTable};
+use super::serve_gc::{start_background, GcArgs, GcTable};
 use super::serve_observe::{init_logging, LogFormat, ObserveArgs, Ops};
 use super::serve_tls::{reload_on_hangup, TlsArgs, TlsTable};
 use super::storage_args::{open_store, ConfigStorage, S3Table, StorageArgs};
@@ -57,7 +58,8 @@ pub struct ServeArgs {
     #[arg(long, env = "LAYERSTORE_TARSUM", value_name = "VERSION", value_parser = ["v0", "v1", "dev"])]
     tarsum: Option<String>,
     /// TOML config file with any of: listen, storage, root, secret, delete_enabled, tarsum,
-    /// metrics_listen, log_format (text or json), and
+    /// metrics_listen, log_format (text or json), a [gc] table (interval, grace,
+    /// delete_untagged, touch_after), and
     /// an [s3] table (region, endpoint, access_key_id, secret_access_key, session_token,
     /// part_size, redirect) used where the AWS_* environment does not say, and a [tls] table
     /// (cert, key), and [auth.htpasswd] (path, realm) or [auth.token] (realm, service, issuer,
@@ -70,6 +72,8 @@ pub struct ServeArgs {
     auth: AuthArgs,
     #[command(flatten)]
     observe: ObserveArgs,
+    #[command(flatten)]
+    gc: GcArgs,
 }
 
 /// The config file's keys.
@@ -87,6 +91,7 @@ struct ConfigFile {
     s3: Option<S3Table>,
     tls: Option<TlsTable>,
     auth: Option<AuthTable>,
+    gc: Option<GcTable>,
 }
 
 pub fn run(args: ServeArgs) -> ExitCode {
@@ -169,7 +174,10 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
     if let StorageLocation::Filesystem(root) = &location {
         std::fs::create_dir_all(root).map_err(|e| format!("{}: {e}", root.display()))?;
     }
-    let mut store = open_store(&location, s3).map_err(|e| e.to_string())?;
+    let gc = args.gc.resolve(file.gc.as_ref()).map_err(Failure::Usage)?;
+    let mut store = open_store(&location, s3)
+        .map_err(|e| e.to_string())?
+        .with_touch_after(gc.touch_after);
     let signer = token_signer(args.secret.or(file.secret).as_deref(), &store)?;
     if let Some(version) = args.tarsum.or(file.tarsum) {
         store = store.with_tarsum(tarsum_version(&version)?);
@@ -178,6 +186,13 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
     state.delete_enabled = file.delete_enabled.unwrap_or(true);
     state.auth = auth.map(Arc::new);
     let (metrics, driver) = (Arc::clone(&state.metrics), Arc::clone(state.store.driver()));
+    let stop_gc = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    start_background(
+        state.store.clone(),
+        gc,
+        Arc::clone(&metrics),
+        Arc::clone(&stop_gc),
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -201,6 +216,7 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         let served = server
             .run(async {
                 shutdown_signal().await;
+                stop_gc.store(true, std::sync::atomic::Ordering::Relaxed);
                 ops.set_draining();
             })
             .await;

@@ -89,6 +89,10 @@ impl From<StoreError> for ApiError {
                 BlobUploadInvalid,
                 "another request is writing to this upload",
             ),
+            StoreError::CollectionBusy(_) => ApiError::with_message(
+                TooManyRequests,
+                "a garbage collection is deciding about content this request needs; retry",
+            ),
             StoreError::BlobUploadInterrupted(_) => ApiError::with_message(
                 BlobUploadInvalid,
                 "upload interrupted by an earlier error; check its status and resume",

@@ -18,6 +18,8 @@
 //!   `layerstore_storage_errors_total` by operation and error kind.
 //! - fsck ([`Metrics::record_fsck`]): registered on first use, so a server that never ran one
 //!   does not report zeros that look like results.
+//! - garbage collection ([`Metrics::record_gc`]): runs by result, deleted blobs, bytes and
+//!   manifests, the last run's time and duration; registered on first use too.
 //!
 //! ```
 //! use std::time::Duration;
@@ -38,6 +40,7 @@
 //! ```
 
 mod fsck;
+mod gc;
 mod textfile;
 
 use std::sync::OnceLock;
@@ -47,6 +50,7 @@ use prometheus::{
     HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
+pub use gc::GcOutcome;
 pub use textfile::write_textfile;
 
 /// The `Content-Type` of [`Metrics::encode`]'s output (text exposition format 0.0.4).
@@ -103,6 +107,7 @@ pub struct Metrics {
     driver_ops: IntCounterVec,
     driver_errors: IntCounterVec,
     fsck: OnceLock<fsck::FsckFamilies>,
+    gc: OnceLock<gc::GcFamilies>,
 }
 
 impl Default for Metrics {
@@ -169,6 +174,7 @@ impl Metrics {
                 &["op", "kind"],
             ),
             fsck: OnceLock::new(),
+            gc: OnceLock::new(),
             registry,
         };
         metrics.register_all();

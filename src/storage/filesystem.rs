@@ -84,6 +84,26 @@ impl FilesystemDriver {
         sync_dir(&self.local(&parent)).map_err(|e| StorageError::io("fsync dir", &parent, e))
     }
 
+    /// Creates `path`'s parent directories and runs `write` (a rename into that directory).
+    /// The directory can vanish in between: the garbage collector removes a blob's or link's
+    /// directory once it is empty, and a push may be publishing into it at that instant. The
+    /// rename then fails with "not found" and is tried again with the directories made anew.
+    fn with_parent(
+        &self,
+        path: &DriverPath,
+        op: &'static str,
+        mut write: impl FnMut() -> io::Result<()>,
+    ) -> Result<(), StorageError> {
+        let mut attempts = 0;
+        loop {
+            self.create_parent_dirs(path)?;
+            match write() {
+                Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 3 => attempts += 1,
+                other => return other.map_err(|e| StorageError::io(op, path, e)),
+            }
+        }
+    }
+
     fn open_file(&self, path: &DriverPath) -> Result<(File, u64), StorageError> {
         let file = File::open(self.local(path)).map_err(|e| StorageError::io("open", path, e))?;
         let meta = file
@@ -150,18 +170,18 @@ impl StorageDriver for FilesystemDriver {
     }
 
     fn put_content(&self, path: &DriverPath, content: &[u8]) -> Result<(), StorageError> {
-        self.create_parent_dirs(path)?;
         let target = self.local(path);
         let temp_dir = self.root.join(TEMP_DIR);
-        let staged = fs::create_dir_all(&temp_dir)
-            .and_then(|()| write_and_rename(&temp_dir.join(temp_name()), &target, content));
-        let result = match staged {
-            Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
-                write_and_rename(&target.with_file_name(temp_name()), &target, content)
+        self.with_parent(path, "put", || {
+            let staged = fs::create_dir_all(&temp_dir)
+                .and_then(|()| write_and_rename(&temp_dir.join(temp_name()), &target, content));
+            match staged {
+                Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
+                    write_and_rename(&target.with_file_name(temp_name()), &target, content)
+                }
+                other => other,
             }
-            other => other,
-        };
-        result.map_err(|e| StorageError::io("put", path, e))?;
+        })?;
         self.sync_parent(path)
     }
 
@@ -248,8 +268,8 @@ impl StorageDriver for FilesystemDriver {
         if !from.exists() {
             return Err(StorageError::NotFound(source.clone()));
         }
-        self.create_parent_dirs(dest)?;
-        fs::rename(&from, self.local(dest)).map_err(|e| StorageError::io("rename", source, e))?;
+        let to = self.local(dest);
+        self.with_parent(dest, "rename", || fs::rename(&from, &to))?;
         self.sync_parent(dest)?;
         if source.parent() != dest.parent() {
             self.sync_parent(source)?;
@@ -266,6 +286,28 @@ impl StorageDriver for FilesystemDriver {
             fs::remove_file(&local)
         };
         removed.map_err(|e| StorageError::io("delete", path, e))
+    }
+
+    fn delete_files(&self, paths: &[DriverPath]) -> Result<(), StorageError> {
+        for path in paths {
+            match fs::remove_file(self.local(path)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StorageError::io("delete", path, e)),
+            }
+            // The directory of a blob or link holds nothing else; a writer that puts a file
+            // back into it recreates it (`with_parent`). Not empty or gone: nothing to do.
+            if let Some(parent) = path.parent() {
+                let _ = fs::remove_dir(self.local(&parent));
+            }
+        }
+        Ok(())
+    }
+
+    fn touch(&self, path: &DriverPath) -> Result<(), StorageError> {
+        let file = File::open(self.local(path)).map_err(|e| StorageError::io("touch", path, e))?;
+        file.set_modified(std::time::SystemTime::now())
+            .map_err(|e| StorageError::io("touch", path, e))
     }
 
     fn sweep_temp_files(&self, cutoff: std::time::SystemTime) -> Result<u64, StorageError> {

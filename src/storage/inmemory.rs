@@ -200,6 +200,15 @@ impl StorageDriver for InMemoryDriver {
         Ok(())
     }
 
+    fn touch(&self, path: &DriverPath) -> Result<(), StorageError> {
+        let mut files = self.files.write();
+        let entry = files
+            .get_mut(path.as_str())
+            .ok_or_else(|| StorageError::NotFound(path.clone()))?;
+        entry.modified = SystemTime::now();
+        Ok(())
+    }
+
     fn delete(&self, path: &DriverPath) -> Result<(), StorageError> {
         let mut files = self.files.write();
         let prefix = prefix(path);

@@ -376,6 +376,9 @@ fn unreadable_secret_is_an_error() {
         fn move_to(&self, source: &DriverPath, dest: &DriverPath) -> Result<(), StorageError> {
             self.0.move_to(source, dest)
         }
+        fn touch(&self, path: &DriverPath) -> Result<(), StorageError> {
+            self.0.touch(path)
+        }
         fn delete(&self, path: &DriverPath) -> Result<(), StorageError> {
             self.0.delete(path)
         }

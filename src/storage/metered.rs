@@ -153,6 +153,14 @@ impl StorageDriver for MeteredDriver {
         self.timed("delete", || self.inner.delete(path))
     }
 
+    fn delete_files(&self, paths: &[DriverPath]) -> Result<(), StorageError> {
+        self.timed("delete_files", || self.inner.delete_files(paths))
+    }
+
+    fn touch(&self, path: &DriverPath) -> Result<(), StorageError> {
+        self.timed("touch", || self.inner.touch(path))
+    }
+
     fn sweep_temp_files(&self, cutoff: SystemTime) -> Result<u64, StorageError> {
         self.timed("sweep_temp_files", || self.inner.sweep_temp_files(cutoff))
     }

@@ -19,6 +19,8 @@
 //! | `list` | `read_dir`, sorted | `ListObjectsV2` with delimiter `/` (sorted by key) |
 //! | `move_to` | `rename` + fsync dirs | `CopyObject` (`UploadPartCopy` over 5 GiB) + `DeleteObject` |
 //! | `delete` | remove file or tree | `DeleteObjects` a page at a time, abort unfinished uploads |
+//! | `delete_files` | remove each file, then its directory if empty | `DeleteObjects`, 1,000 keys per call |
+//! | `touch` | set the modification time (`futimens`) | `CopyObject` onto itself, metadata replaced |
 //! | `walk` | `list` + `stat`, depth first | `ListObjectsV2` without delimiter |
 //! | `map` | `mmap` (zero copy) | not available (`None`): callers stream |
 //! | `redirect_url` | none | presigned `GetObject` URL (with `redirect`) |
@@ -189,6 +191,21 @@ pub trait StorageDriver: Send + Sync + std::fmt::Debug {
 
     /// Deletes a file, or a directory and everything below it.
     fn delete(&self, path: &DriverPath) -> Result<(), StorageError>;
+
+    /// Deletes these files (not directories); those already gone are fine. A directory left
+    /// empty may go too, as on an object store. The garbage collector deletes through this, so
+    /// an object store can delete a thousand keys per request.
+    fn delete_files(&self, paths: &[DriverPath]) -> Result<(), StorageError> {
+        for path in paths {
+            missing_is_ok(self.delete(path))?;
+        }
+        Ok(())
+    }
+
+    /// Sets the file's modification time to now, keeping its content (a missing file is
+    /// [`StorageError::NotFound`]). Writers touch an old blob they are about to rely on, so that
+    /// a garbage collection running at the same time sees it as in use (`docs/gc.md`).
+    fn touch(&self, path: &DriverPath) -> Result<(), StorageError>;
 
     /// Deletes the driver's own temporary files last modified before `cutoff` (left by a
     /// process killed mid-write) and returns how many went. Drivers that stage nothing on the

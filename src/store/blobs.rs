@@ -177,7 +177,15 @@ impl Store {
         to: &RepositoryName,
         digest: &Digest,
     ) -> Result<BlobInfo, StoreError> {
-        let info = self.stat_blob(from, digest)?;
+        // An old blob is touched (and a collection's claim on it waited for) before it is
+        // linked, so a collection running now keeps it (`docs/gc.md`).
+        let info = loop {
+            let info = self.stat_blob(from, digest)?;
+            let dep = self.blob_dependency(from, digest)?;
+            if !self.hold(dep.as_slice())? {
+                break info;
+            }
+        };
         self.link_blob(to, digest, &info.digest)?;
         if info.digest != *digest {
             self.link_blob(to, &info.digest, &info.digest)?;

@@ -22,6 +22,10 @@ pub enum StoreError {
     /// The upload is open in another handle of this process; one writer at a time.
     #[error("blob upload {0} is in use by another request")]
     BlobUploadBusy(UploadId),
+    /// A garbage collection kept a file this operation relies on claimed for longer than a
+    /// collection ever should; try again later (`TOOMANYREQUESTS`).
+    #[error("a garbage collection holds {0}; try again")]
+    CollectionBusy(DriverPath),
     /// The upload handle hit a storage error while appending; resume the upload by id to get
     /// a consistent handle again (`BLOB_UPLOAD_INVALID`).
     #[error("blob upload {0} was interrupted by an earlier error; resume it")]

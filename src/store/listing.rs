@@ -5,6 +5,7 @@ use super::{Store, StoreError};
 use crate::digest::Digest;
 use crate::manifest::{catalog_order, referrers_tag, Manifest, ReferrerRecord};
 use crate::names::{Reference, RepositoryName, Tag};
+use crate::storage::paths::digest_from_components;
 use crate::storage::{missing_is_ok, FileInfo, PathSpec, StorageError, WalkControl};
 
 impl Store {
@@ -118,6 +119,32 @@ impl Store {
             }
         }
         Ok(records)
+    }
+
+    /// The digests of the manifests indexed as referrers of `subject` in `repo` (whether or
+    /// not they are still stored): the names of the index's entries.
+    pub(crate) fn referrer_digests(
+        &self,
+        repo: &RepositoryName,
+        subject: &Digest,
+    ) -> Result<Vec<Digest>, StoreError> {
+        let dir = PathSpec::ReferrersDir { repo, subject }.to_path()?;
+        let base = dir.as_str().len() + 1;
+        let mut found = Vec::new();
+        let mut visit = |info: &FileInfo| {
+            if !info.is_dir && info.path.name() == "descriptor" {
+                let relative = &info.path.as_str()[base..];
+                let parts: Vec<&str> = relative.split('/').collect();
+                if let [alg @ .., hex, _descriptor] = parts.as_slice() {
+                    if let Ok(digest) = digest_from_components(alg, hex) {
+                        found.push(digest);
+                    }
+                }
+            }
+            Ok(WalkControl::Continue)
+        };
+        missing_is_ok(self.driver.walk(&dir, &mut visit))?;
+        Ok(found)
     }
 
     fn tagged_referrers(

@@ -9,7 +9,13 @@
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
+use super::liveness::Dependency;
 use super::{Store, StoreError};
+
+/// How often a manifest push looks again after a collection claimed what it relies on before
+/// giving up with [`StoreError::CollectionBusy`]. Each claim is decided within half a lease,
+/// so a second look normally succeeds.
+const MAX_STORE_ATTEMPTS: usize = 5;
 use crate::digest::{Algorithm, Digest, HashAlgorithm};
 use crate::hash::Hasher;
 use crate::manifest::media_type::{DOCKER_SCHEMA1_SIGNED, OCI_INDEX, OCI_MANIFEST};
@@ -57,27 +63,24 @@ impl Store {
         if let Reference::Digest(claimed) = reference {
             check_claimed_digest(claimed, &digest, bytes)?;
         }
-        self.check_references(repo, &manifest)?;
-        self.store_manifest_blob(&digest, bytes)?;
-        self.write_link(
-            &PathSpec::ManifestRevisionLink {
-                repo,
-                digest: &digest,
-            },
-            &digest,
-        )?;
+        let mut revisions = vec![PathSpec::ManifestRevisionLink {
+            repo,
+            digest: &digest,
+        }
+        .to_path()?];
         if let Reference::Digest(claimed) = reference {
             if claimed != &digest {
                 // A sha512 alias, read through its own revision link.
-                self.write_link(
-                    &PathSpec::ManifestRevisionLink {
+                revisions.push(
+                    PathSpec::ManifestRevisionLink {
                         repo,
                         digest: claimed,
-                    },
-                    &digest,
-                )?;
+                    }
+                    .to_path()?,
+                );
             }
         }
+        self.store_manifest(repo, &manifest, bytes, &revisions)?;
         let subject = ReferrerRecord::from_manifest(&manifest).map(|record| {
             let subject = record.subject.clone();
             (subject, record)
@@ -192,25 +195,67 @@ impl Store {
         self.read_link(&PathSpec::LayerLink { repo, digest }.to_path()?)
     }
 
+    /// Stores the bytes and the revision links of a valid manifest, so that a garbage
+    /// collection running meanwhile cannot take anything it relies on (`docs/gc.md`): every
+    /// file it keeps alive is looked at and, if old, touched and checked against the
+    /// collection's claims before the links are written; a claim on the links just written
+    /// means they may be gone, so everything is looked at and written again.
+    fn store_manifest(
+        &self,
+        repo: &RepositoryName,
+        manifest: &ParsedManifest,
+        bytes: &[u8],
+        revisions: &[crate::storage::DriverPath],
+    ) -> Result<(), StoreError> {
+        let digest = manifest.digest();
+        for _attempt in 0..MAX_STORE_ATTEMPTS {
+            let looked = std::time::Instant::now();
+            let mut deps = self.check_references(repo, manifest)?;
+            let mut seen = std::collections::HashSet::from([digest.clone()]);
+            for referrer in self.referrer_digests(repo, digest)? {
+                self.manifest_dependencies(repo, &referrer, &mut seen, &mut deps)?;
+            }
+            deps.extend(self.store_manifest_blob(digest, bytes)?);
+            if self.hold(&deps)? || looked.elapsed() > self.touch_after {
+                continue; // a collection decided about one of them, or this took too long
+            }
+            for revision in revisions {
+                super::write_link(&*self.driver, revision, digest)?;
+            }
+            if !super::liveness::claimed(&*self.driver, revisions)? {
+                return Ok(());
+            }
+        }
+        Err(StoreError::CollectionBusy(revisions[0].clone()))
+    }
+
     /// Every config, layer and child manifest must be in `repo` (foreign layers with `urls`
-    /// excepted, as in distribution).
+    /// excepted, as in distribution); the missing ones are all named in the error. Returns
+    /// the files the manifest relies on: its blobs' bytes, and for each child manifest
+    /// everything that child keeps alive.
     fn check_references(
         &self,
         repo: &RepositoryName,
         manifest: &ParsedManifest,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<Dependency>, StoreError> {
         let mut missing = Vec::new();
+        let mut deps = Vec::new();
+        let mut seen = std::collections::HashSet::from([manifest.digest().clone()]);
         for reference in manifest.references() {
             if reference.is_foreign() {
                 continue;
             }
             let digest = reference.digest();
             let present = match reference.target {
-                ReferenceTarget::Manifest => self.manifest_revision(repo, digest)?.is_some(),
-                _ => match self.stat_blob(repo, digest) {
-                    Ok(_) => true,
-                    Err(StoreError::BlobUnknown(_)) => false,
-                    Err(e) => return Err(e),
+                ReferenceTarget::Manifest => self
+                    .manifest_dependencies(repo, digest, &mut seen, &mut deps)?
+                    .is_some(),
+                _ => match self.blob_dependency(repo, digest)? {
+                    Some(dep) => {
+                        deps.push(dep);
+                        true
+                    }
+                    None => false,
                 },
             };
             if !present && !missing.contains(digest) {
@@ -218,18 +263,30 @@ impl Store {
             }
         }
         if missing.is_empty() {
-            Ok(())
+            Ok(deps)
         } else {
             Err(StoreError::ManifestBlobUnknown(missing))
         }
     }
 
-    /// Writes the manifest bytes to the blob store unless they are already there.
-    fn store_manifest_blob(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StoreError> {
+    /// Writes the manifest bytes to the blob store unless they are already there; bytes
+    /// already there are returned as a dependency.
+    fn store_manifest_blob(
+        &self,
+        digest: &Digest,
+        bytes: &[u8],
+    ) -> Result<Option<Dependency>, StoreError> {
         let path = PathSpec::BlobData { digest }.to_path()?;
-        match self.driver.file_size(&path)? {
-            Some(size) if size == bytes.len() as u64 => Ok(()),
-            _ => Ok(self.driver.put_content(&path, bytes)?),
+        match self.driver.stat(&path) {
+            Ok(info) if !info.is_dir && info.size == bytes.len() as u64 => Ok(Some(Dependency {
+                path,
+                modified: info.modified,
+            })),
+            Ok(_) | Err(StorageError::NotFound(_)) => {
+                self.driver.put_content(&path, bytes)?;
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -45,7 +45,9 @@ pub mod blobs;
 pub mod body;
 mod error;
 pub mod fsck;
+pub mod gc;
 mod listing;
+mod liveness;
 pub mod manifests;
 mod map_cache;
 pub mod purge;
@@ -71,6 +73,8 @@ pub use blobs::BlobInfo;
 pub use body::{BlobBody, ByteRange};
 pub use error::StoreError;
 pub use fsck::{FsckProblem, FsckReport};
+pub use gc::{GcOptions, GcReport};
+pub use liveness::{DEFAULT_TOUCH_AFTER, GRACE_PER_TOUCH};
 pub use manifests::{ManifestContent, StoredManifest};
 pub use purge::PurgeReport;
 pub use upload::{Upload, UploadStatus};
@@ -86,6 +90,9 @@ pub struct Store {
     maps: map_cache::MapCache,
     /// Where driver calls and map-cache hits are counted ([`Store::with_metrics`]).
     metrics: Option<Arc<Metrics>>,
+    /// How old a file may be before a writer relying on it touches it
+    /// ([`Store::with_touch_after`]).
+    touch_after: std::time::Duration,
 }
 
 impl Store {
@@ -97,6 +104,7 @@ impl Store {
             tarsum: None,
             maps: map_cache::MapCache::default(),
             metrics: None,
+            touch_after: DEFAULT_TOUCH_AFTER,
         }
     }
 

@@ -58,8 +58,29 @@ impl Store {
         let cutoff = now
             .checked_sub(older_than)
             .unwrap_or(SystemTime::UNIX_EPOCH);
-        let root = PathSpec::RepositoriesRoot.to_path()?;
         let mut report = PurgeReport::default();
+        let sessions = self.upload_sessions()?;
+        for dir in sessions {
+            match self.session_start(&dir)? {
+                None => report.unreadable.push(dir),
+                Some(started) if started < cutoff => {
+                    if !dry_run {
+                        missing_is_ok(self.driver.delete(&dir))?;
+                    }
+                    report.deleted.push(dir);
+                }
+                Some(_) => report.kept += 1,
+            }
+        }
+        if !dry_run {
+            report.temp_files_removed = self.driver.sweep_temp_files(cutoff)?;
+        }
+        Ok(report)
+    }
+
+    /// Every upload session directory: UUID-named directories in a repository's `_uploads`.
+    pub(crate) fn upload_sessions(&self) -> Result<Vec<DriverPath>, StoreError> {
+        let root = PathSpec::RepositoriesRoot.to_path()?;
         let mut sessions = Vec::new();
         let walked = self.driver.walk(&root, &mut |info| {
             if !info.is_dir {
@@ -79,22 +100,7 @@ impl Store {
             Ok(WalkControl::Continue)
         });
         missing_is_ok(walked)?;
-        for dir in sessions {
-            match self.session_start(&dir)? {
-                None => report.unreadable.push(dir),
-                Some(started) if started < cutoff => {
-                    if !dry_run {
-                        missing_is_ok(self.driver.delete(&dir))?;
-                    }
-                    report.deleted.push(dir);
-                }
-                Some(_) => report.kept += 1,
-            }
-        }
-        if !dry_run {
-            report.temp_files_removed = self.driver.sweep_temp_files(cutoff)?;
-        }
-        Ok(report)
+        Ok(sessions)
     }
 
     fn session_start(&self, dir: &DriverPath) -> Result<Option<SystemTime>, StoreError> {

@@ -22,6 +22,7 @@ use crate::storage::{
 };
 
 use super::blobs::write_layer_link;
+use super::liveness::publish_blob;
 use super::session::Session;
 use super::stream::{fill, hash_range};
 use super::upload_tarsum::{tarsum_of_data, UploadTarsum};
@@ -59,6 +60,8 @@ pub struct Upload {
     broken: bool,
     /// TarSum beside SHA-256, when the store computes it ([`Store::with_tarsum`]).
     tarsum: Option<UploadTarsum>,
+    /// The store's [`Store::touch_after`], for publishing onto an old blob.
+    touch_after: std::time::Duration,
     _claim: UploadClaim,
 }
 
@@ -87,6 +90,7 @@ impl Store {
             part_states: Vec::new(),
             broken: false,
             tarsum: self.tarsum.map(UploadTarsum::new),
+            touch_after: self.touch_after,
             _claim: claim,
         })
     }
@@ -114,6 +118,7 @@ impl Store {
             part_states: Vec::new(),
             broken: false,
             tarsum: None,
+            touch_after: self.touch_after,
             _claim: claim,
         };
         upload.restore()?;
@@ -418,15 +423,12 @@ impl Upload {
         })
     }
 
-    /// Renames `data` to the blob path, unless a blob of the right size is already there.
+    /// Renames `data` to the blob path, unless a blob of the right size is already there and
+    /// stays there ([`liveness::publish_blob`]).
     fn publish(&self, canonical: &Digest, size: u64) -> Result<(), StoreError> {
         let blob = PathSpec::BlobData { digest: canonical }.to_path()?;
-        match self.driver.stat(&blob) {
-            Ok(info) if !info.is_dir && info.size == size => return Ok(()), // dedupe
-            Ok(_) | Err(StorageError::NotFound(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-        match self.driver.move_to(&self.data_path()?, &blob) {
+        let data = self.data_path()?;
+        match publish_blob(&*self.driver, self.touch_after, &data, &blob, size) {
             Ok(()) => Ok(()),
             // Purged or cancelled by someone else while this handle was open.
             Err(StorageError::NotFound(_)) => Err(StoreError::BlobUploadUnknown(self.id.clone())),

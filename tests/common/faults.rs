@@ -161,6 +161,11 @@ impl StorageDriver for FaultyDriver {
         self.inner.delete(path)
     }
 
+    fn touch(&self, path: &DriverPath) -> Result<(), StorageError> {
+        self.check(Op::PutContent, path)?;
+        self.inner.touch(path)
+    }
+
     fn map(&self, path: &DriverPath) -> Option<Result<memmap2::Mmap, StorageError>> {
         // A read fault must reach the reader: no zero-copy shortcut around it.
         if self.fault(Op::Read, path).is_some() {

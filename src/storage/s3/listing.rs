@@ -225,7 +225,7 @@ pub(crate) fn delete_below(client: &S3Client, path: &DriverPath) -> Result<bool,
     Ok(found)
 }
 
-fn delete_keys(
+pub(crate) fn delete_keys(
     client: &S3Client,
     keys: Vec<String>,
     path: &DriverPath,

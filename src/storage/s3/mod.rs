@@ -21,6 +21,7 @@ use std::io::Read;
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::types::MetadataDirective;
 use bytes::Bytes;
 
 use self::client::{quick, storage_error, system_time, unavailable, S3Client};
@@ -89,6 +90,8 @@ impl S3Driver {
         head_object(&self.client, path)
     }
 
+    /// Copies `source` to `dest` on the server side. A copy onto itself (a touch) replaces the
+    /// metadata, as S3 allows no copy in place that changes nothing.
     fn copy_object(
         &self,
         source: &DriverPath,
@@ -97,12 +100,18 @@ impl S3Driver {
     ) -> Result<(), StorageError> {
         let (source_key, dest_key) = (self.client.key(source), self.client.key(dest));
         if size <= MAX_COPY_OBJECT {
+            let directive = if source_key == dest_key {
+                MetadataDirective::Replace
+            } else {
+                MetadataDirective::Copy
+            };
             let request = self
                 .client
                 .sdk
                 .copy_object()
                 .bucket(&self.client.bucket)
                 .key(&dest_key)
+                .metadata_directive(directive)
                 .copy_source(self.client.copy_source(&source_key));
             self.client
                 .run(async move { request.send().await })
@@ -319,6 +328,22 @@ impl StorageDriver for S3Driver {
         } else {
             Err(StorageError::NotFound(path.clone()))
         }
+    }
+
+    fn delete_files(&self, paths: &[DriverPath]) -> Result<(), StorageError> {
+        // S3 answers success for keys that are not there, so "already gone" needs no care.
+        for chunk in paths.chunks(1000) {
+            let keys = chunk.iter().map(|path| self.client.key(path)).collect();
+            listing::delete_keys(&self.client, keys, &chunk[0])?;
+        }
+        Ok(())
+    }
+
+    fn touch(&self, path: &DriverPath) -> Result<(), StorageError> {
+        let info = self
+            .head(path)?
+            .ok_or_else(|| StorageError::NotFound(path.clone()))?;
+        self.copy_object(path, path, info.size)
     }
 
     /// Aborts unfinished multipart uploads started before `cutoff` that belong to no upload

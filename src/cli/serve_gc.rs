@@ -1,0 +1,194 @@
+//! `serve`'s garbage collection: the touch interval every server keeps (so that any
+//! collection can run beside it) and, with `--gc-interval`, collections in the background.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use clap::Args;
+use serde::Deserialize;
+
+use layerstore::metrics::{GcOutcome, Metrics};
+use layerstore::storage::DriverPath;
+use layerstore::store::gc::{claims::CLAIMS_DIR, LAST_RUN_PATH};
+use layerstore::store::{GcOptions, Store, DEFAULT_TOUCH_AFTER, GRACE_PER_TOUCH};
+
+use super::purge::parse_duration;
+
+/// The garbage-collection flags of `serve`.
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Collect garbage every DURATION in the background (e.g. 6h), like `layerstore gc`;
+    /// results go to the log and to the layerstore_gc_* metrics. Instances sharing a storage
+    /// skip a run when another finished one within half the interval [default: off].
+    #[arg(long, env = "LAYERSTORE_GC_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
+    gc_interval: Option<Duration>,
+    /// The background collection's grace window [default: 2h].
+    #[arg(long, env = "LAYERSTORE_GC_GRACE", value_name = "DURATION", value_parser = parse_duration)]
+    gc_grace: Option<Duration>,
+    /// The background collection also deletes untagged manifests.
+    #[arg(long, env = "LAYERSTORE_GC_DELETE_UNTAGGED")]
+    gc_delete_untagged: bool,
+    /// Pushes touch a blob they rely on once it is older than this, so collections (this
+    /// server's or `layerstore gc --touch-after` elsewhere) see it in use; every collection's
+    /// grace must be at least 4 times it [default: 1m].
+    #[arg(long, env = "LAYERSTORE_GC_TOUCH_AFTER", value_name = "DURATION", value_parser = parse_duration)]
+    gc_touch_after: Option<Duration>,
+}
+
+/// The config file's `[gc]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcTable {
+    interval: Option<String>,
+    grace: Option<String>,
+    delete_untagged: Option<bool>,
+    touch_after: Option<String>,
+}
+
+/// The settings, resolved.
+#[derive(Debug, Clone)]
+pub struct GcSettings {
+    /// How often to collect, if at all.
+    pub interval: Option<Duration>,
+    /// What a collection does.
+    pub options: GcOptions,
+    /// The store's touch interval.
+    pub touch_after: Duration,
+}
+
+impl GcArgs {
+    /// The flags, else the config file; refuses a grace shorter than the touch interval allows.
+    pub fn resolve(&self, file: Option<&GcTable>) -> Result<GcSettings, String> {
+        let table = file.map(|t| {
+            (
+                t.interval.as_deref(),
+                t.grace.as_deref(),
+                t.touch_after.as_deref(),
+            )
+        });
+        let (interval, grace, touch) = table.unwrap_or_default();
+        let parse = |text: Option<&str>| text.map(parse_duration).transpose();
+        let interval = self.gc_interval.or(parse(interval)?);
+        let grace = self
+            .gc_grace
+            .or(parse(grace)?)
+            .unwrap_or(GcOptions::default().grace);
+        let touch_after = self
+            .gc_touch_after
+            .or(parse(touch)?)
+            .unwrap_or(DEFAULT_TOUCH_AFTER);
+        if interval.is_some_and(|i| i.is_zero()) {
+            return Err("--gc-interval must be longer than 0s".into());
+        }
+        if interval.is_some() && grace < touch_after * GRACE_PER_TOUCH {
+            return Err(format!(
+                "--gc-grace {}s is shorter than {GRACE_PER_TOUCH} times --gc-touch-after ({}s)",
+                grace.as_secs(),
+                touch_after.as_secs()
+            ));
+        }
+        let delete_untagged =
+            self.gc_delete_untagged || file.and_then(|t| t.delete_untagged) == Some(true);
+        Ok(GcSettings {
+            interval,
+            options: GcOptions {
+                grace,
+                delete_untagged,
+                // A background run shares the machine with the registry: one storage call at a
+                // time leaves the cores to the requests.
+                parallelism: 1,
+                ..GcOptions::default()
+            },
+            touch_after,
+        })
+    }
+}
+
+/// Runs collections every `settings.interval` on a thread of its own until `stop` is set.
+pub fn start_background(
+    store: Store,
+    settings: GcSettings,
+    metrics: Arc<Metrics>,
+    stop: Arc<AtomicBool>,
+) {
+    let Some(interval) = settings.interval else {
+        return;
+    };
+    let spawned = std::thread::Builder::new()
+        .name("layerstore-gc".into())
+        .spawn(move || {
+            while sleep_unless_stopped(jittered(interval), &stop) {
+                run_once(&store, &settings.options, interval, &metrics);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "could not start the garbage collection thread");
+    }
+}
+
+/// One scheduled run, unless another instance collected recently or is collecting now.
+fn run_once(store: &Store, options: &GcOptions, interval: Duration, metrics: &Metrics) {
+    if let Some(reason) = busy_elsewhere(store, interval) {
+        tracing::info!(reason, "garbage collection skipped");
+        metrics.record_gc(GcOutcome::Skipped);
+        return;
+    }
+    tracing::info!("garbage collection started");
+    match store.collect_garbage(options) {
+        Ok(report) => {
+            tracing::info!(summary = %report.summary(), "garbage collection finished");
+            metrics.record_gc(GcOutcome::Finished(&report));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "garbage collection failed");
+            metrics.record_gc(GcOutcome::Failed);
+        }
+    }
+}
+
+/// Why not to collect now: a run finished within half the interval (by the storage's time of
+/// its summary), or a claim file younger than a lease says one is running.
+fn busy_elsewhere(store: &Store, interval: Duration) -> Option<&'static str> {
+    let driver = store.driver();
+    let now = SystemTime::now();
+    let age = |path: &DriverPath| {
+        driver
+            .stat(path)
+            .ok()
+            .and_then(|info| now.duration_since(info.modified).ok())
+    };
+    let last_run = DriverPath::parse(LAST_RUN_PATH).ok()?;
+    if age(&last_run).is_some_and(|age| age < interval / 2) {
+        return Some("another run finished less than half an interval ago");
+    }
+    let claims = DriverPath::parse(CLAIMS_DIR).ok()?;
+    let running = driver
+        .list(&claims)
+        .unwrap_or_default()
+        .iter()
+        .any(|claim| {
+            age(claim).is_some_and(|age| age < layerstore::store::gc::claims::CLAIM_LEASE)
+        });
+    running.then_some("another run is in progress")
+}
+
+/// The interval give or take a tenth, so instances started together drift apart.
+fn jittered(interval: Duration) -> Duration {
+    let mut byte = [0u8; 1];
+    let _ = getrandom::fill(&mut byte);
+    let tenth = interval / 10;
+    interval - tenth + tenth * 2 * u32::from(byte[0]) / 255
+}
+
+/// Sleeps `duration` in short steps; false if `stop` was set meanwhile.
+fn sleep_unless_stopped(duration: Duration, stop: &AtomicBool) -> bool {
+    let deadline = std::time::Instant::now() + duration;
+    while std::time::Instant::now() < deadline {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100).min(duration));
+    }
+    !stop.load(Ordering::Relaxed)
+}

@@ -1,0 +1,195 @@
+//! Claims: how a collection and a writer agree about a file neither may lose.
+//!
+//! Before it deletes a batch of files, a collection writes their paths to a *claim file*
+//! (`/layerstore/gc/claims/<run>`, outside distribution's tree) and only then looks at each
+//! file's modification time once more. A writer that relies on an old file does the mirror
+//! image: it first touches the file (a write) and only then reads the claim files. With both
+//! sides writing before they read, at least one sees the other (the storage is strongly
+//! consistent: a filesystem, or S3 since 2020): either the collection sees the fresh time and
+//! keeps the file, or the writer sees the claim and waits for the collection to decide, then
+//! looks again. `docs/gc.md` has the whole protocol and its race table.
+//!
+//! A collection killed mid-run leaves its claim file behind. A claim is alive only while its
+//! file keeps changing: the collection rewrites it for every batch and at least every half
+//! [`CLAIM_LEASE`], and a writer that sees the same content for a whole lease (by its own
+//! clock) stops waiting for it. The next collection deletes claim files older than two leases.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::storage::{missing_is_ok, DriverPath, StorageDriver, StorageError};
+use crate::store::StoreError;
+
+/// Where claim files live: beside the upload secret, outside `/docker/registry/v2`, so that
+/// distribution never sees them.
+pub const CLAIMS_DIR: &str = "/layerstore/gc/claims";
+
+/// How long a claim stays alive without its file changing.
+pub const CLAIM_LEASE: Duration = Duration::from_secs(30);
+
+/// How often a waiting writer reads the claim files again.
+const POLL: Duration = Duration::from_millis(20);
+
+/// The content of a claim file.
+#[derive(Debug, Serialize, Deserialize)]
+struct ClaimFile {
+    /// The collection run that wrote it.
+    run: String,
+    /// Bumped at every rewrite, so a renewed claim differs from the one before.
+    seq: u64,
+    /// The paths the collection may delete next.
+    paths: Vec<String>,
+}
+
+/// The collection's side: one claim file, rewritten per batch.
+#[derive(Debug)]
+pub(crate) struct Claimer<'a> {
+    driver: &'a dyn StorageDriver,
+    path: DriverPath,
+    run: String,
+    seq: u64,
+    paths: Vec<String>,
+    written: Instant,
+}
+
+impl<'a> Claimer<'a> {
+    /// Writes an empty claim file for `run` and returns it with the storage's time of that
+    /// write: the collection's start, measured by the same clock as every file it will judge.
+    pub(crate) fn start(
+        driver: &'a dyn StorageDriver,
+        run: &str,
+    ) -> Result<(Self, SystemTime), StoreError> {
+        let path = DriverPath::parse(CLAIMS_DIR)?.join(run)?;
+        let mut claimer = Claimer {
+            driver,
+            path,
+            run: run.to_owned(),
+            seq: 0,
+            paths: Vec::new(),
+            written: Instant::now(),
+        };
+        claimer.write()?;
+        let started = driver.stat(&claimer.path)?.modified;
+        Ok((claimer, started))
+    }
+
+    /// Claims `paths` (replacing the previous claim). The caller must look at each file again
+    /// after this returns, before deleting it.
+    pub(crate) fn claim(&mut self, paths: &[DriverPath]) -> Result<(), StoreError> {
+        self.paths = paths.iter().map(|p| p.as_str().to_owned()).collect();
+        self.write()
+    }
+
+    /// True while the current claim is young enough to delete under: writers wait a whole
+    /// [`CLAIM_LEASE`] for it, the collection acts only within the first half.
+    pub(crate) fn is_fresh(&self) -> bool {
+        self.written.elapsed() < CLAIM_LEASE / 2
+    }
+
+    /// Removes the claim file: the run is over.
+    pub(crate) fn finish(self) -> Result<(), StoreError> {
+        Ok(missing_is_ok(self.driver.delete(&self.path))?)
+    }
+
+    fn write(&mut self) -> Result<(), StoreError> {
+        self.seq += 1;
+        let file = ClaimFile {
+            run: self.run.clone(),
+            seq: self.seq,
+            paths: std::mem::take(&mut self.paths),
+        };
+        let json = serde_json::to_vec(&file).expect("a claim file serializes");
+        self.paths = file.paths;
+        self.driver.put_content(&self.path, &json)?;
+        self.written = Instant::now();
+        Ok(())
+    }
+}
+
+/// Deletes claim files last written more than two leases before `now` (storage time): their
+/// collection died. Returns how many went.
+pub(crate) fn remove_stale(driver: &dyn StorageDriver, now: SystemTime) -> Result<u64, StoreError> {
+    let dir = DriverPath::parse(CLAIMS_DIR)?;
+    let files = match driver.list(&dir) {
+        Ok(files) => files,
+        Err(StorageError::NotFound(_)) => return Ok(0),
+        Err(e) => return Err(e.into()),
+    };
+    let mut removed = 0;
+    for file in files {
+        let stale = match driver.stat(&file) {
+            Ok(info) => now
+                .duration_since(info.modified)
+                .is_ok_and(|age| age > 2 * CLAIM_LEASE),
+            Err(StorageError::NotFound(_)) => false,
+            Err(e) => return Err(e.into()),
+        };
+        if stale {
+            missing_is_ok(driver.delete(&file))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// The writer's side: waits until no live claim names any of `paths`. Returns whether one did
+/// (the caller must then look at its files again: the collection may have deleted them).
+///
+/// A claim whose file has not changed for a whole [`CLAIM_LEASE`] is a dead collection's and
+/// is not waited for. Gives up with [`StoreError::CollectionBusy`] after two leases of
+/// changing claims that keep naming these paths, which a live collection never does (it
+/// decides each batch within half a lease).
+pub(crate) fn wait_unclaimed(
+    driver: &dyn StorageDriver,
+    paths: &[DriverPath],
+) -> Result<bool, StoreError> {
+    let dir = DriverPath::parse(CLAIMS_DIR)?;
+    let wanted: HashSet<&str> = paths.iter().map(DriverPath::as_str).collect();
+    let started = Instant::now();
+    // Per claim file: the content last seen and since when (this process's clock).
+    let mut seen: HashMap<DriverPath, (Vec<u8>, Instant)> = HashMap::new();
+    let mut waited = false;
+    loop {
+        let files = match driver.list(&dir) {
+            Ok(files) => files,
+            Err(StorageError::NotFound(_)) => return Ok(waited),
+            Err(e) => return Err(e.into()),
+        };
+        let mut blocked = None;
+        for file in files {
+            let content = match driver.get_content(&file) {
+                Ok(content) => content,
+                Err(StorageError::NotFound(_)) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if !names_any(&content, &wanted) {
+                continue;
+            }
+            let since = match seen.get(&file) {
+                Some((previous, since)) if *previous == content => *since,
+                _ => Instant::now(),
+            };
+            if since.elapsed() < CLAIM_LEASE {
+                blocked = Some(file.clone());
+            }
+            seen.insert(file, (content, since));
+        }
+        let Some(file) = blocked else {
+            return Ok(waited);
+        };
+        waited = true;
+        if started.elapsed() > 2 * CLAIM_LEASE {
+            return Err(StoreError::CollectionBusy(file));
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Whether a claim file's content names one of `wanted`. A file that does not parse (not
+/// written by a collection: claim files are replaced atomically) claims nothing.
+fn names_any(content: &[u8], wanted: &HashSet<&str>) -> bool {
+    serde_json::from_slice::<ClaimFile>(content)
+        .is_ok_and(|claim| claim.paths.iter().any(|p| wanted.contains(p.as_str())))
+}

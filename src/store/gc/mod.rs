@@ -1,0 +1,238 @@
+//! Online garbage collection: mark what is reachable, sweep what is not, while the registry
+//! keeps serving.
+//!
+//! A run ([`Store::collect_garbage`]) goes through these phases:
+//!
+//! 1. **Start.** Write this run's claim file ([`claims`]); its storage time is the run's start
+//!    `T0`. Claim files of dead runs go.
+//! 2. **Mark** ([`mark`]). In every repository: read every manifest revision and every tag;
+//!    the roots are the tagged manifests (all revisions without `delete_untagged`, and
+//!    revisions written within the grace window in any case); from them follow configs,
+//!    layers, index children and referrers (manifests whose `subject` is live). The marks are
+//!    global blob digests.
+//! 3. **Untagged manifests** (`delete_untagged` only). Revisions not reached and older than
+//!    the grace window are claimed, looked at again, and deleted with their tag-history entries
+//!    and referrers-index entries, as distribution's `garbage-collect --delete-untagged` does.
+//! 4. **Blobs** ([`sweep`]). Every blob not marked and last modified before `T0 - grace` is a
+//!    candidate. In batches: claim, look at each blob's time again, delete the links that name
+//!    it, then its bytes.
+//! 5. **Uploads.** Upload sessions idle for longer than `upload_idle` are deleted.
+//!
+//! Writers keep their half of the bargain in [`liveness`](super::liveness): whatever a push
+//! relies on is young, or touched and checked against the claims. `docs/gc.md` has the race
+//! table. A run killed at any point leaves the store consistent: links go before the bytes
+//! they name, a revision goes before its bytes, and the next run finishes the job.
+//!
+//! ```
+//! use std::time::Duration;
+//! use layerstore::names::RepositoryName;
+//! use layerstore::store::{GcOptions, Store};
+//! use layerstore::Digest;
+//!
+//! let store = Store::in_memory();
+//! let repo = RepositoryName::parse("app").unwrap();
+//! let mut upload = store.create_upload(&repo).unwrap();
+//! upload.append(b"a layer no manifest names").unwrap();
+//! let digest = Digest::sha256(b"a layer no manifest names");
+//! upload.commit(&digest, None).unwrap();
+//!
+//! // Within the grace window the blob stays; with no grace (nothing else writing), it goes.
+//! let report = store.collect_garbage(&GcOptions::default()).unwrap();
+//! assert!(report.blobs.is_empty());
+//! let now = GcOptions { grace: Duration::ZERO, ..GcOptions::default() };
+//! let report = store.collect_garbage(&now).unwrap();
+//! assert_eq!(report.blobs[0].digest, digest);
+//! assert!(store.stat_global(&digest).is_err());
+//! ```
+
+pub mod claims;
+mod mark;
+mod report;
+mod sweep;
+mod uploads;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::{Store, StoreError};
+use crate::storage::DriverPath;
+
+pub use report::{DeletedBlob, DeletedManifest, GcReport};
+
+/// Default grace window: nothing younger is deleted.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(2 * 3600);
+
+/// Default idle time after which an upload session is deleted.
+pub const DEFAULT_UPLOAD_IDLE: Duration = Duration::from_secs(24 * 3600);
+
+/// Where a run writes its summary when it finishes (`serve --gc-interval` reads it so that
+/// several instances sharing a storage do not all collect at once).
+pub const LAST_RUN_PATH: &str = "/layerstore/gc/last-run";
+
+/// How a collection runs.
+#[derive(Clone)]
+pub struct GcOptions {
+    /// Only report: delete nothing, write nothing.
+    pub dry_run: bool,
+    /// Delete manifests that no tag reaches (and what only they reference).
+    pub delete_untagged: bool,
+    /// Nothing modified within this window before the run's start is deleted. With writers
+    /// running, it must be at least [`GRACE_PER_TOUCH`](super::GRACE_PER_TOUCH) times their
+    /// `touch_after`; zero is for stores nothing else writes to.
+    pub grace: Duration,
+    /// Upload sessions with no write for this long are deleted.
+    pub upload_idle: Duration,
+    /// Blobs claimed and deleted per batch.
+    pub batch_size: usize,
+    /// Storage calls in flight at once while marking and sweeping.
+    pub parallelism: usize,
+    /// Told about each step (progress bars, tests).
+    pub observer: Option<Arc<dyn GcObserver>>,
+}
+
+impl Default for GcOptions {
+    fn default() -> Self {
+        GcOptions {
+            dry_run: false,
+            delete_untagged: false,
+            grace: DEFAULT_GRACE,
+            upload_idle: DEFAULT_UPLOAD_IDLE,
+            batch_size: 1000,
+            parallelism: 4,
+            observer: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for GcOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GcOptions")
+            .field("dry_run", &self.dry_run)
+            .field("delete_untagged", &self.delete_untagged)
+            .field("grace", &self.grace)
+            .field("upload_idle", &self.upload_idle)
+            .field("batch_size", &self.batch_size)
+            .field("parallelism", &self.parallelism)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A step of a run, as told to a [`GcObserver`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum GcEvent<'a> {
+    /// The run started; marking begins.
+    Started,
+    /// One repository is marked (`done` of `total`).
+    RepositoryMarked {
+        /// Repositories marked so far.
+        done: usize,
+        /// Repositories in all.
+        total: usize,
+    },
+    /// Marking is over.
+    Marked,
+    /// A batch is claimed and about to be looked at again.
+    Claimed {
+        /// The files claimed.
+        paths: &'a [DriverPath],
+    },
+    /// A batch was looked at again; these files are about to be deleted.
+    Deleting {
+        /// The files about to go.
+        paths: &'a [DriverPath],
+    },
+    /// Blob candidates swept so far (`done` of `total`).
+    Swept {
+        /// Candidates decided so far.
+        done: usize,
+        /// Candidates in all.
+        total: usize,
+    },
+}
+
+/// Receives the steps of a run. Called on the collecting thread: the run waits for it, which
+/// is what tests use to put a push at an exact point of a run.
+pub trait GcObserver: Send + Sync {
+    /// One step.
+    fn event(&self, event: GcEvent<'_>);
+}
+
+/// What a run knows once started, shared by its phases.
+pub(crate) struct Run<'a> {
+    pub(crate) store: &'a Store,
+    pub(crate) options: &'a GcOptions,
+    /// Anything modified before this (storage time) is old enough to delete.
+    pub(crate) cutoff: SystemTime,
+    pub(crate) claimer: Option<claims::Claimer<'a>>,
+    pub(crate) pool: rayon::ThreadPool,
+}
+
+impl Run<'_> {
+    pub(crate) fn tell(&self, event: GcEvent<'_>) {
+        if let Some(observer) = &self.options.observer {
+            observer.event(event);
+        }
+    }
+
+    /// True when `modified` is before the cut-off: old enough to delete.
+    pub(crate) fn is_old(&self, modified: SystemTime) -> bool {
+        modified < self.cutoff
+    }
+}
+
+impl Store {
+    /// Collects garbage: see the [module documentation](self) for the phases and
+    /// `docs/gc.md` for why it is safe while the store serves.
+    pub fn collect_garbage(&self, options: &GcOptions) -> Result<GcReport, StoreError> {
+        let clock = Instant::now();
+        let run_id = run_id()?;
+        let (claimer, start) = if options.dry_run {
+            (None, SystemTime::now())
+        } else {
+            let (claimer, start) = claims::Claimer::start(&*self.driver, &run_id)?;
+            claims::remove_stale(&*self.driver, start)?;
+            (Some(claimer), start)
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(options.parallelism.max(1))
+            .thread_name(|i| format!("layerstore-gc-{i}"))
+            .build()
+            .map_err(|e| StoreError::Input(std::io::Error::other(e)))?;
+        let mut run = Run {
+            store: self,
+            options,
+            cutoff: start
+                .checked_sub(options.grace)
+                .unwrap_or(SystemTime::UNIX_EPOCH),
+            claimer,
+            pool,
+        };
+        run.tell(GcEvent::Started);
+        let mut report = GcReport {
+            dry_run: options.dry_run,
+            ..GcReport::default()
+        };
+        let marks = mark::mark(&run, &mut report)?;
+        run.tell(GcEvent::Marked);
+        if options.delete_untagged {
+            sweep::delete_manifests(&mut run, &marks, &mut report)?;
+        }
+        sweep::delete_blobs(&mut run, &marks, &mut report)?;
+        uploads::delete_idle_uploads(&run, &mut report)?;
+        report.duration = clock.elapsed();
+        if let Some(claimer) = run.claimer.take() {
+            claimer.finish()?;
+            self.driver
+                .put_content(&DriverPath::parse(LAST_RUN_PATH)?, &report.summary_json())?;
+        }
+        Ok(report)
+    }
+}
+
+/// A random id for a run's claim file.
+fn run_id() -> Result<String, StoreError> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(StoreError::Random)?;
+    Ok(crate::digest::to_hex(&bytes))
+}

@@ -1,0 +1,220 @@
+//! The writer's half of online garbage collection: before a push relies on stored files (the
+//! blobs a manifest references, a blob a commit deduplicates against, a blob a mount links),
+//! it makes sure a collection running at the same moment cannot delete them.
+//!
+//! A collection deletes only files older than its grace window (by modification time) that
+//! its mark did not reach, and it looks at each one's time again after claiming it
+//! ([`claims`](super::gc::claims)). So a writer:
+//!
+//! 1. looks at each file it relies on ([`Dependency`]: path and modification time);
+//! 2. touches those older than the store's `touch_after` (one minute by default), so they are
+//!    young again for every collection whose grace is at least four times that;
+//! 3. if it touched any, reads the claim files: a claim on one of them means a collection may
+//!    have decided before the touch, so the writer waits for the decision and looks again.
+//!
+//! `docs/gc.md` shows why this closes every race, row by row.
+
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime};
+
+use super::gc::claims::wait_unclaimed;
+use super::{Store, StoreError};
+use crate::digest::Digest;
+use crate::manifest::{Manifest, ReferenceTarget};
+use crate::names::RepositoryName;
+use crate::storage::{DriverPath, PathSpec, StorageDriver, StorageError};
+
+/// How old a file may be before a writer relying on it touches it. A collection's grace
+/// window must be at least [`GRACE_PER_TOUCH`] times the `touch_after` of every writer.
+pub const DEFAULT_TOUCH_AFTER: Duration = Duration::from_secs(60);
+
+/// The smallest ratio of a collection's grace window to the writers' `touch_after`: a file a
+/// writer relied on without touching it is at most `touch_after` old then, and the writes that
+/// make it reachable must land within the rest of the window (three `touch_after`s).
+pub const GRACE_PER_TOUCH: u32 = 4;
+
+/// Most files one manifest push may rely on (an index's children, their layers, referrers):
+/// far above any real image, low enough that a hostile graph cannot make a push walk forever.
+const MAX_DEPENDENCIES: usize = 100_000;
+
+/// A stored file an operation relies on, with its modification time when it was looked at.
+#[derive(Debug, Clone)]
+pub(crate) struct Dependency {
+    pub(crate) path: DriverPath,
+    pub(crate) modified: SystemTime,
+}
+
+/// Touches each dependency older than `touch_after`; if any was touched, waits until no
+/// collection claims it. Returns true when a claim was found: a collection may have deleted
+/// one of them, so the caller must look again before relying on them.
+pub(crate) fn hold(
+    driver: &dyn StorageDriver,
+    touch_after: Duration,
+    deps: &[Dependency],
+) -> Result<bool, StoreError> {
+    let now = SystemTime::now();
+    let mut touched = Vec::new();
+    for dep in deps {
+        let old = now
+            .duration_since(dep.modified)
+            .is_ok_and(|age| age > touch_after);
+        if old {
+            match driver.touch(&dep.path) {
+                Ok(()) => touched.push(dep.path.clone()),
+                // Gone since it was looked at: the caller's next look reports it.
+                Err(StorageError::NotFound(_)) => return Ok(true),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    if touched.is_empty() {
+        return Ok(false);
+    }
+    wait_unclaimed(driver, &touched)
+}
+
+/// The writer's last step for files it (re)wrote itself, such as a manifest's revision link:
+/// true if a collection had claimed one of them (it may have deleted it: write again).
+pub(crate) fn claimed(
+    driver: &dyn StorageDriver,
+    written: &[DriverPath],
+) -> Result<bool, StoreError> {
+    wait_unclaimed(driver, written)
+}
+
+/// Publishes an upload's bytes (`source`) as the blob at `blob`, unless a blob of that size
+/// is already there and stays there: an old one is touched first, and if a collection had
+/// claimed it, looked at again (and replaced by the upload's bytes if it was deleted).
+pub(crate) fn publish_blob(
+    driver: &dyn StorageDriver,
+    touch_after: Duration,
+    source: &DriverPath,
+    blob: &DriverPath,
+    size: u64,
+) -> Result<(), StorageError> {
+    loop {
+        let existing = match driver.stat(blob) {
+            Ok(info) if !info.is_dir && info.size == size => Some(info.modified),
+            Ok(_) | Err(StorageError::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        let Some(modified) = existing else {
+            return driver.move_to(source, blob);
+        };
+        let dep = Dependency {
+            path: blob.clone(),
+            modified,
+        };
+        match hold(driver, touch_after, &[dep]) {
+            Ok(false) => return Ok(()), // dedupe: the blob stays, the upload's copy goes
+            Ok(true) => continue,
+            Err(StoreError::Storage(e)) => return Err(e),
+            Err(e) => {
+                return Err(StorageError::Unavailable {
+                    op: "publish",
+                    path: blob.clone(),
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+}
+
+impl Store {
+    /// The store with writers touching what they rely on once it is older than `after`
+    /// (default [`DEFAULT_TOUCH_AFTER`]). A collection's grace must be at least
+    /// [`GRACE_PER_TOUCH`] times this; tests that run collections with a grace of seconds
+    /// lower it.
+    pub fn with_touch_after(mut self, after: Duration) -> Self {
+        self.touch_after = after;
+        self
+    }
+
+    /// How old a file may be before a writer relying on it touches it.
+    pub fn touch_after(&self) -> Duration {
+        self.touch_after
+    }
+
+    /// [`hold`] with this store's driver and `touch_after`.
+    pub(crate) fn hold(&self, deps: &[Dependency]) -> Result<bool, StoreError> {
+        hold(&*self.driver, self.touch_after, deps)
+    }
+
+    /// The file at `path` as a dependency, or `None` if there is no file.
+    pub(crate) fn dependency(&self, path: DriverPath) -> Result<Option<Dependency>, StoreError> {
+        match self.driver.stat(&path) {
+            Ok(info) if !info.is_dir => Ok(Some(Dependency {
+                path,
+                modified: info.modified,
+            })),
+            Ok(_) | Err(StorageError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Everything a live manifest `digest` of `repo` keeps alive, as dependencies: its
+    /// revision link and bytes, its blobs, its children (recursively) and its referrers
+    /// (recursively, as the collector's mark does). `None` if the manifest is not stored.
+    pub(crate) fn manifest_dependencies(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+        seen: &mut HashSet<Digest>,
+        deps: &mut Vec<Dependency>,
+    ) -> Result<Option<()>, StoreError> {
+        if !seen.insert(digest.clone()) || deps.len() > MAX_DEPENDENCIES {
+            return Ok(Some(()));
+        }
+        let revision = PathSpec::ManifestRevisionLink { repo, digest }.to_path()?;
+        let canonical = match self.read_link(&revision)? {
+            Some(canonical) => {
+                deps.extend(self.dependency(revision)?);
+                canonical
+            }
+            // A legacy `_layers` link (distribution 2.1.0) is the revision: a blob link.
+            None => match self.read_link(&PathSpec::LayerLink { repo, digest }.to_path()?)? {
+                Some(canonical) => canonical,
+                None => return Ok(None),
+            },
+        };
+        let data = PathSpec::BlobData { digest: &canonical }.to_path()?;
+        let bytes = match self.driver.get_content(&data) {
+            Ok(bytes) => bytes,
+            Err(StorageError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        deps.extend(self.dependency(data)?);
+        let media_type = super::manifests::media_type_of(&bytes);
+        if let Ok(manifest) = Manifest::parse(Some(&media_type), &bytes) {
+            for reference in manifest.references() {
+                if reference.is_foreign() {
+                    continue;
+                }
+                match reference.target {
+                    ReferenceTarget::Manifest => {
+                        self.manifest_dependencies(repo, reference.digest(), seen, deps)?;
+                    }
+                    _ => deps.extend(self.blob_dependency(repo, reference.digest())?),
+                }
+            }
+        }
+        for referrer in self.referrer_digests(repo, &canonical)? {
+            self.manifest_dependencies(repo, &referrer, seen, deps)?;
+        }
+        Ok(Some(()))
+    }
+
+    /// The bytes of blob `digest` as seen from `repo`, as a dependency; `None` if the
+    /// repository has no link to it or its bytes are gone.
+    pub(crate) fn blob_dependency(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<Dependency>, StoreError> {
+        let link = PathSpec::LayerLink { repo, digest }.to_path()?;
+        let Some(canonical) = self.read_link(&link)? else {
+            return Ok(None);
+        };
+        self.dependency(PathSpec::BlobData { digest: &canonical }.to_path()?)
+    }
+}
