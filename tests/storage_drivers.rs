@@ -224,6 +224,41 @@ fn walk_visits_everything_sorted(d: &dyn StorageDriver) {
     assert_eq!(seen, expected);
 }
 
+/// `touch` renews the modification time and keeps the content; a missing file is not found.
+fn touch_renews_the_time(d: &dyn StorageDriver) {
+    d.put_content(&p("/t/file"), b"kept as it is").unwrap();
+    let before = d.stat(&p("/t/file")).unwrap().modified;
+    // Object stores keep times in whole seconds.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    d.touch(&p("/t/file")).unwrap();
+    let after = d.stat(&p("/t/file")).unwrap();
+    assert!(after.modified > before, "{:?} !> {before:?}", after.modified);
+    assert_eq!(d.get_content(&p("/t/file")).unwrap(), b"kept as it is");
+    assert!(matches!(
+        d.touch(&p("/t/missing")),
+        Err(StorageError::NotFound(_))
+    ));
+}
+
+/// `delete_files` deletes the files named, tolerates missing ones and leaves the rest.
+fn delete_files_in_bulk(d: &dyn StorageDriver) {
+    for name in ["a/link", "b/link", "c/link"] {
+        d.put_content(&p(&format!("/del/{name}")), b"x").unwrap();
+    }
+    d.delete_files(&[p("/del/a/link"), p("/del/c/link"), p("/del/missing/link")])
+        .unwrap();
+    assert!(matches!(
+        d.get_content(&p("/del/a/link")),
+        Err(StorageError::NotFound(_))
+    ));
+    assert!(d.get_content(&p("/del/c/link")).is_err());
+    assert_eq!(d.get_content(&p("/del/b/link")).unwrap(), b"x");
+    assert_eq!(d.list(&p("/del")).unwrap(), vec![p("/del/b")]);
+    // A file put back where its directory went is written (the directory is made again).
+    d.put_content(&p("/del/a/link"), b"back").unwrap();
+    assert_eq!(d.get_content(&p("/del/a/link")).unwrap(), b"back");
+}
+
 fn big_content_is_refused(d: &dyn StorageDriver) {
     let path = p("/big");
     let mut w = d.writer(&path, false).unwrap();
@@ -301,6 +336,16 @@ macro_rules! driver_suite {
             fn walk_visits_everything_sorted() {
                 let (_keep, d) = $make;
                 super::walk_visits_everything_sorted(&*d);
+            }
+            #[test]
+            fn touch_renews_the_time() {
+                let (_keep, d) = $make;
+                super::touch_renews_the_time(&*d);
+            }
+            #[test]
+            fn delete_files_in_bulk() {
+                let (_keep, d) = $make;
+                super::delete_files_in_bulk(&*d);
             }
             #[test]
             fn big_content_is_refused() {
@@ -416,5 +461,7 @@ fn s3_driver_suite() {
     move_and_delete(&*driver("move"));
     walk_visits_everything_sorted(&*driver("walk"));
     big_content_is_refused(&*driver("big"));
+    touch_renews_the_time(&*driver("touch"));
+    delete_files_in_bulk(&*driver("delete-files"));
     concurrent_writers_and_readers(driver("concurrent"));
 }
