@@ -126,7 +126,8 @@ struct Hook {
     file: PathBuf,
     write: Mutex<Option<Write>>,
     outcome: Mutex<Option<Result<Vec<(RepositoryName, Digest)>, StoreError>>>,
-    thread: Mutex<Option<std::thread::JoinHandle<Result<Vec<(RepositoryName, Digest)>, StoreError>>>>,
+    thread:
+        Mutex<Option<std::thread::JoinHandle<Result<Vec<(RepositoryName, Digest)>, StoreError>>>>,
 }
 
 impl Hook {
@@ -145,7 +146,11 @@ impl Hook {
         let handle = std::thread::spawn(write);
         let deadline = Instant::now() + Duration::from_secs(10);
         while !handle.is_finished() && !is_fresh(&self.file) {
-            assert!(Instant::now() < deadline, "the write never touched {}", self.target);
+            assert!(
+                Instant::now() < deadline,
+                "the write never touched {}",
+                self.target
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
         // The touch is visible; give the write the moment it needs to read the claims.
@@ -177,7 +182,9 @@ impl GcObserver for Hook {
 fn is_fresh(file: &Path) -> bool {
     std::fs::metadata(file)
         .and_then(|m| m.modified())
-        .is_ok_and(|t| SystemTime::now().duration_since(t).unwrap_or_default() < Duration::from_secs(60))
+        .is_ok_and(|t| {
+            SystemTime::now().duration_since(t).unwrap_or_default() < Duration::from_secs(60)
+        })
 }
 
 /// The invariant: every acknowledged manifest reads back, with every blob it references.
@@ -192,15 +199,25 @@ fn assert_acknowledged_intact(store: &Store, acknowledged: &[(RepositoryName, Di
             digests.push(config["digest"].as_str().unwrap().to_owned());
         }
         for key in ["layers", "manifests"] {
-            for d in json.get(key).and_then(|v| v.as_array()).into_iter().flatten() {
+            for d in json
+                .get(key)
+                .and_then(|v| v.as_array())
+                .into_iter()
+                .flatten()
+            {
                 digests.push(d["digest"].as_str().unwrap().to_owned());
             }
         }
         for d in digests {
             let d = Digest::parse(&d).unwrap();
             let present = store.stat_blob(repo, &d).is_ok()
-                || store.get_manifest(repo, &Reference::Digest(d.clone())).is_ok();
-            assert!(present, "{d}, referenced by acknowledged {repo}@{digest}, is gone");
+                || store
+                    .get_manifest(repo, &Reference::Digest(d.clone()))
+                    .is_ok();
+            assert!(
+                present,
+                "{d}, referenced by acknowledged {repo}@{digest}, is gone"
+            );
         }
     }
     assert_fsck_clean(store);
@@ -233,8 +250,19 @@ fn push_of_a_manifest_relying_on_an_old_unreferenced_blob() {
             store.put_manifest(&repo("app"), &tag, Some(OCI_MANIFEST), &json, &[])?;
             Ok(vec![(repo("app"), digest)])
         });
-        let outcome = race(&scene, false, point, &Scene::blob_path(&old.blobs[1]), write);
-        check(&scene, point, &outcome, &[Point::BeforeDelete, Point::AfterRun]);
+        let outcome = race(
+            &scene,
+            false,
+            point,
+            &Scene::blob_path(&old.blobs[1]),
+            write,
+        );
+        check(
+            &scene,
+            point,
+            &outcome,
+            &[Point::BeforeDelete, Point::AfterRun],
+        );
     }
 }
 
@@ -283,7 +311,12 @@ fn mount_of_an_old_unreferenced_blob() {
             Ok(vec![(repo("dest"), manifest)])
         });
         let outcome = race(&scene, false, point, &Scene::blob_path(&old), write);
-        check(&scene, point, &outcome, &[Point::BeforeDelete, Point::AfterRun]);
+        check(
+            &scene,
+            point,
+            &outcome,
+            &[Point::BeforeDelete, Point::AfterRun],
+        );
     }
 }
 
@@ -321,11 +354,19 @@ fn an_index_over_old_untagged_manifests() {
         let child_copy = child.clone();
         let write: Write = Box::new(move || {
             let index = push_index_checked(&store, &repo("app"), &child_copy)?;
-            Ok(vec![(repo("app"), index), (repo("app"), child_copy.digest.clone())])
+            Ok(vec![
+                (repo("app"), index),
+                (repo("app"), child_copy.digest.clone()),
+            ])
         });
         let target = Scene::revision_path(&app, &child.digest);
         let outcome = race(&scene, true, point, &target, write);
-        check(&scene, point, &outcome, &[Point::BeforeDelete, Point::AfterRun]);
+        check(
+            &scene,
+            point,
+            &outcome,
+            &[Point::BeforeDelete, Point::AfterRun],
+        );
     }
 }
 
@@ -337,8 +378,13 @@ fn tagging_a_manifest_brings_its_old_referrer_back_to_life() {
         let scene = Scene::new();
         let app = repo("app");
         let image = push_image(&scene.store, &app, &[b"cfg", b"layer"], None);
-        let signature =
-            push_image_with_subject(&scene.store, &app, &[b"sig cfg", b"sig"], None, Some(&image));
+        let signature = push_image_with_subject(
+            &scene.store,
+            &app,
+            &[b"sig cfg", b"sig"],
+            None,
+            Some(&image),
+        );
         let json = image_json((&image.blobs[0], 3), &[(image.blobs[1].clone(), 5)], None);
         scene.age();
         let store = scene.store.clone();
@@ -398,7 +444,11 @@ fn an_upload_in_progress_survives_a_run() {
 }
 
 /// Pushes a tagged index over `child`, reporting the store's error instead of panicking.
-fn push_index_checked(store: &Store, repo: &RepositoryName, child: &Image) -> Result<Digest, StoreError> {
+fn push_index_checked(
+    store: &Store,
+    repo: &RepositoryName,
+    child: &Image,
+) -> Result<Digest, StoreError> {
     let json = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
         "mediaType": OCI_INDEX,
@@ -406,7 +456,9 @@ fn push_index_checked(store: &Store, repo: &RepositoryName, child: &Image) -> Re
     }))
     .unwrap();
     let tag = Reference::Tag(Tag::parse("multi").unwrap());
-    Ok(store.put_manifest(repo, &tag, Some(OCI_INDEX), &json, &[])?.digest)
+    Ok(store
+        .put_manifest(repo, &tag, Some(OCI_INDEX), &json, &[])?
+        .digest)
 }
 
 /// The invariant, then the row's promise: refused (for a missing blob) exactly at the
@@ -428,6 +480,9 @@ fn check(
             "{point:?}: expected a refusal for a deleted blob, got {outcome:?}"
         );
     } else {
-        assert!(outcome.is_ok(), "{point:?}: expected acceptance, got {outcome:?}");
+        assert!(
+            outcome.is_ok(),
+            "{point:?}: expected acceptance, got {outcome:?}"
+        );
     }
 }

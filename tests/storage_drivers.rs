@@ -232,7 +232,11 @@ fn touch_renews_the_time(d: &dyn StorageDriver) {
     std::thread::sleep(std::time::Duration::from_millis(1100));
     d.touch(&p("/t/file")).unwrap();
     let after = d.stat(&p("/t/file")).unwrap();
-    assert!(after.modified > before, "{:?} !> {before:?}", after.modified);
+    assert!(
+        after.modified > before,
+        "{:?} !> {before:?}",
+        after.modified
+    );
     assert_eq!(d.get_content(&p("/t/file")).unwrap(), b"kept as it is");
     assert!(matches!(
         d.touch(&p("/t/missing")),

@@ -1,0 +1,177 @@
+//! `layerstore gc` and `serve --gc-interval` as an operator runs them: the printed report, the
+//! JSON report, the refusals, and a background collection seen in the log and the metrics.
+
+mod common;
+mod gc_support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::process::{log_field, ServerProcess};
+use common::request;
+use gc_support::*;
+use layerstore::store::Store;
+
+fn layerstore(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_layerstore"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// A root with one tagged image, one untagged image and one orphan blob, all a day old.
+fn root_with_garbage() -> (tempfile::TempDir, gc_support::Image, gc_support::Image) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::filesystem(dir.path());
+    let app = repo("team/app");
+    let live = push_image(&store, &app, &[b"cfg live", b"layer live"], Some("v1"));
+    let untagged = push_image(&store, &app, &[b"cfg old", b"layer old"], None);
+    put_blob(&store, &app, b"orphan");
+    age_everything(dir.path(), Duration::from_secs(86_400));
+    (dir, live, untagged)
+}
+
+#[test]
+fn gc_prints_what_it_deletes_and_a_summary() {
+    let (dir, live, untagged) = root_with_garbage();
+    let root = dir.path().to_str().unwrap();
+    let out = layerstore(&["gc", "--root", root, "--delete-untagged"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(&format!("deleted manifest team/app@{}", untagged.digest)),
+        "{text}"
+    );
+    for blob in &untagged.blobs {
+        assert!(text.contains(&format!("deleted blob {blob} (")), "{text}");
+    }
+    assert!(text.contains("/_layers/sha256/"), "{text}");
+    let summary = text.lines().last().unwrap();
+    assert!(
+        summary.contains("deleted 4 blobs (") && summary.contains("1 manifests"),
+        "{summary}"
+    );
+    let store = Store::filesystem(dir.path());
+    assert!(live.blobs.iter().all(|b| stored(&store, b)));
+    assert_fsck_clean(&store);
+}
+
+#[test]
+fn gc_json_dry_run_reports_without_deleting() {
+    let (dir, _live, untagged) = root_with_garbage();
+    let root = dir.path().to_str().unwrap();
+    let out = layerstore(&[
+        "gc",
+        "--root",
+        root,
+        "--dry-run",
+        "--delete-untagged",
+        "--json",
+    ]);
+    assert!(out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["dry_run"], true);
+    assert_eq!(report["manifests"][0]["repository"], "team/app");
+    assert_eq!(
+        report["manifests"][0]["digest"],
+        untagged.digest.to_string()
+    );
+    assert_eq!(report["blobs"].as_array().unwrap().len(), 4);
+    assert!(report["bytes_freed"].as_u64().unwrap() > 0);
+    let store = Store::filesystem(dir.path());
+    assert!(
+        untagged.blobs.iter().all(|b| stored(&store, b)),
+        "a dry run deleted"
+    );
+}
+
+#[test]
+fn a_grace_too_short_for_live_writers_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let out = layerstore(&["gc", "--root", root, "--grace", "1m"]);
+    assert_eq!(out.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        message.contains("--offline") && message.contains("--grace 240s"),
+        "{message}"
+    );
+    let out = layerstore(&["gc", "--root", root, "--grace", "0s", "--offline"]);
+    assert!(out.status.success());
+    let out = layerstore(&[
+        "serve",
+        "--root",
+        root,
+        "--listen",
+        "127.0.0.1:0",
+        "--gc-interval",
+        "1h",
+        "--gc-grace",
+        "1m",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--gc-touch-after"));
+}
+
+#[test]
+fn serve_collects_in_the_background_and_counts_it() {
+    let (dir, live, untagged) = root_with_garbage();
+    let server = ServerProcess::start_with_args(
+        dir.path(),
+        &[
+            "--gc-interval",
+            "1s",
+            "--gc-grace",
+            "4s",
+            "--gc-touch-after",
+            "1s",
+            "--gc-delete-untagged",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+    );
+    let line = server.wait_for_log(|l| log_field(l, "metrics_listen").is_some());
+    let ops = log_field(&line, "metrics_listen").unwrap().parse().unwrap();
+    let finished = server.wait_for_log(|l| l.contains("garbage collection finished"));
+    assert!(finished.contains("deleted 4 blobs"), "{finished}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let metrics = loop {
+        let text = String::from_utf8(request(ops, "GET", "/metrics", &[], b"").body).unwrap();
+        if text.contains("layerstore_gc_deleted_blobs_total 4") || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        metrics.contains(r#"layerstore_gc_runs_total{result="finished"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("layerstore_gc_deleted_blobs_total 4"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("layerstore_gc_deleted_manifests_total 1"),
+        "{metrics}"
+    );
+    let pulled = request(
+        server.addr,
+        "GET",
+        &format!("/v2/team/app/manifests/{}", live.digest),
+        &[],
+        b"",
+    );
+    assert_eq!(pulled.status, 200);
+    let gone = request(
+        server.addr,
+        "GET",
+        &format!("/v2/team/app/manifests/{}", untagged.digest),
+        &[],
+        b"",
+    );
+    assert_eq!(gone.status, 404);
+}
