@@ -1,5 +1,5 @@
 //! A real full filesystem: the server's root is a 6 MiB tmpfs, and an upload runs it out of
-//! space midway. The client must get a JSON error (503 `UNAVAILABLE` when the write fails,
+//! space midway. The client must get a JSON error (503 `TOOMANYREQUESTS` when the write fails,
 //! 500 if a metadata write is the one that fails), everything already stored must stay readable,
 //! and once the upload is cancelled and the space is back, pushes work again with fsck clean.
 //!
@@ -79,7 +79,7 @@ fn a_full_filesystem_mid_upload_is_an_error_and_loses_nothing() {
         reply.status
     );
     let code = reply.error_code().expect("a JSON error body");
-    assert!(code == "UNAVAILABLE" || code == "UNKNOWN", "{code}");
+    assert!(code == "TOOMANYREQUESTS" || code == "UNSUPPORTED", "{code}");
 
     // What was stored before is still served, byte for byte.
     assert_eq!(

@@ -105,7 +105,7 @@ fn out_of_space_during_a_chunk_is_503_and_the_upload_goes_on_after() {
         .to_owned();
     f.driver.arm(Op::Write, &id, Fault::NoSpace);
     let reply = f.server.request("PATCH", &location, &[], &data[..200_000]);
-    assert_json_error(&reply, 503, "UNAVAILABLE");
+    assert_json_error(&reply, 503, "TOOMANYREQUESTS");
 
     // Everything else is still served meanwhile.
     let other = content(1000, 2);
@@ -144,7 +144,7 @@ fn read_error_is_500_for_that_blob_only() {
     f.driver
         .arm(Op::Read, &format!("{bad_hex}/data"), Fault::Io);
     let reply = f.server.get(&format!("/v2/r/blobs/{}", sha256(&bad)));
-    assert_json_error(&reply, 500, "UNKNOWN");
+    assert_json_error(&reply, 500, "UNSUPPORTED");
     assert!(
         !String::from_utf8_lossy(&reply.body).contains("/docker/"),
         "no internals in errors"
@@ -171,7 +171,7 @@ fn failed_rename_at_commit_publishes_nothing_and_a_retry_succeeds() {
     let reply = f
         .server
         .request("PUT", &put_url(&location, &data), &[], b"");
-    assert_json_error(&reply, 500, "UNKNOWN");
+    assert_json_error(&reply, 500, "UNSUPPORTED");
     assert_eq!(
         f.server
             .get(&format!("/v2/r/blobs/{}", sha256(&data)))
@@ -196,7 +196,7 @@ fn failed_link_write_at_commit_is_retried_to_success() {
     let reply = f
         .server
         .request("PUT", &put_url(&location, &data), &[], b"");
-    assert_json_error(&reply, 500, "UNKNOWN");
+    assert_json_error(&reply, 500, "UNSUPPORTED");
     assert_eq!(
         f.server
             .get(&format!("/v2/r/blobs/{}", sha256(&data)))
@@ -222,7 +222,7 @@ fn failed_link_write_in_a_one_request_upload_restarts_from_zero() {
     let reply = f
         .server
         .request("PUT", &put_url(&location, &data), &[], &data);
-    assert_json_error(&reply, 500, "UNKNOWN");
+    assert_json_error(&reply, 500, "UNSUPPORTED");
     f.driver.heal();
     let (stored, location) = offset(&f.server, &location);
     assert_eq!(stored, 0, "the moved bytes are not counted twice");
@@ -239,7 +239,7 @@ fn failed_fsync_is_an_error_and_the_upload_survives() {
     let location = start_session(&f.server, "r");
     f.driver.arm(Op::Sync, "_uploads", Fault::Io);
     let reply = f.server.request("PATCH", &location, &[], &data[..100_000]);
-    assert_json_error(&reply, 500, "UNKNOWN");
+    assert_json_error(&reply, 500, "UNSUPPORTED");
     f.driver.heal();
     let (stored, location) = offset(&f.server, &location);
     let reply = f.server.request("PATCH", &location, &[], &data[stored..]);

@@ -239,7 +239,7 @@ fn tags_are_sorted_and_paginated() {
     );
     assert_eq!(
         server.get("/v2/app/tags/list?n=-1").error_code().as_deref(),
-        Some("PAGINATION_NUMBER_INVALID")
+        Some("UNSUPPORTED")
     );
     let reply = server.get("/v2/nothing/tags/list");
     assert_eq!(reply.status, 404);

@@ -107,7 +107,7 @@ fn chunked_upload_survives_an_out_of_order_chunk() {
         third,
     );
     assert_eq!(reply.status, 416);
-    assert_eq!(reply.error_code().as_deref(), Some("RANGE_INVALID"));
+    assert_eq!(reply.error_code().as_deref(), Some("BLOB_UPLOAD_INVALID"));
     assert_eq!(reply.header("range"), Some("0-1023"));
 
     // Status by the previous URL still works and says where to go on.

@@ -313,7 +313,7 @@ fn an_unreachable_object_store_is_a_503_with_a_json_body() {
             );
             assert_eq!(
                 reply.error_code().as_deref(),
-                Some("UNAVAILABLE"),
+                Some("TOOMANYREQUESTS"),
                 "{method} {path}: {}",
                 String::from_utf8_lossy(&reply.body)
             );
@@ -329,7 +329,7 @@ fn an_unreachable_object_store_is_a_503_with_a_json_body() {
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(instance.is_running(), "{}", instance.log());
     assert!(
-        instance.log().contains("UNAVAILABLE") || instance.log().contains("unavailable"),
+        instance.log().contains("TOOMANYREQUESTS") || instance.log().contains("unavailable"),
         "the failures are logged:\n{}",
         instance.log()
     );

@@ -115,7 +115,7 @@ impl From<StoreError> for ApiError {
                 SizeInvalid,
                 Some(json!({ "expected": expected, "actual": actual })),
             ),
-            StoreError::RangeInvalid { .. } => ApiError::new(RangeInvalid, None),
+            StoreError::RangeInvalid { .. } => ApiError::new(RangeNotSatisfiable, None),
             StoreError::ManifestUnknown(reference) => {
                 ApiError::new(ManifestUnknown, Some(json!(reference.to_string())))
             }
@@ -154,6 +154,7 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Storage(StorageError::Io { ref source, .. }) if is_out_of_space(source) => {
                 ApiError::internal(Unavailable, &e)
+                    .header(RETRY_AFTER, HeaderValue::from_static("60"))
             }
             StoreError::Storage(ref storage) if is_backend_unavailable(storage) => {
                 ApiError::internal(Unavailable, &e)

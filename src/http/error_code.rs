@@ -1,13 +1,36 @@
 //! The OCI distribution error codes, their HTTP statuses and the JSON error body.
 //!
 //! Every error the server sends goes through [`ErrorBody`], so the status/code pairing lives in
-//! exactly one table ([`ErrorCode::status`]). Statuses follow the distribution registry where the
-//! spec leaves them open (for example `BLOB_UPLOAD_INVALID` is 404 there) and the OCI spec where
-//! it is explicit (416 `RANGE_INVALID`, 413 for an oversized manifest).
+//! exactly one table ([`ErrorCode::status`]). [`ErrorCode`] names each *kind* of error the server
+//! answers; every kind is sent with one of the fourteen codes the OCI distribution spec defines
+//! ([`SPEC_CODES`]), never another: where distribution has an extra code (`RANGE_INVALID`,
+//! `PAGINATION_NUMBER_INVALID`, `TAG_INVALID`, `UNKNOWN`, `UNAVAILABLE`), the kind keeps
+//! distribution's status and takes the spec code that says what the client should do. Statuses
+//! follow the distribution registry where the spec leaves them open (for example
+//! `BLOB_UPLOAD_INVALID` is 404 there) and the OCI spec where it is explicit (416 for a chunk out
+//! of order, 413 for an oversized manifest).
 
 use serde::Serialize;
 
-/// An error code of the OCI distribution spec (plus distribution's extras).
+/// The codes the OCI distribution spec defines: the only ones layerstore sends.
+pub const SPEC_CODES: [&str; 14] = [
+    "BLOB_UNKNOWN",
+    "BLOB_UPLOAD_INVALID",
+    "BLOB_UPLOAD_UNKNOWN",
+    "DIGEST_INVALID",
+    "MANIFEST_BLOB_UNKNOWN",
+    "MANIFEST_INVALID",
+    "MANIFEST_UNKNOWN",
+    "NAME_INVALID",
+    "NAME_UNKNOWN",
+    "SIZE_INVALID",
+    "UNAUTHORIZED",
+    "DENIED",
+    "UNSUPPORTED",
+    "TOOMANYREQUESTS",
+];
+
+/// A kind of error the server answers, with its spec code ([`ErrorCode::as_str`]) and status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorCode {
@@ -39,21 +62,26 @@ pub enum ErrorCode {
     Unsupported,
     /// Rate limited.
     TooManyRequests,
-    /// Pagination parameter invalid.
+    /// Pagination parameter invalid (400 `UNSUPPORTED`: an invalid parameter).
     PaginationNumberInvalid,
-    /// A manifest reference that is neither a digest nor a valid tag.
+    /// A manifest reference or `?tag=` that is neither a digest nor a valid tag
+    /// (400 `MANIFEST_INVALID`).
     TagInvalid,
-    /// Chunk out of order, or the upload's offset differs from the token's.
+    /// A chunk out of order, or an upload whose offset differs from the token's
+    /// (416 `BLOB_UPLOAD_INVALID`; the upload is kept).
     RangeInvalid,
-    /// Manifest larger than the registry accepts.
+    /// A blob byte range outside the blob (416 `UNSUPPORTED`: an invalid parameter).
+    RangeNotSatisfiable,
+    /// Manifest larger than the registry accepts (413 `MANIFEST_INVALID`).
     ManifestTooLarge,
-    /// No such route (outside the API).
+    /// No such route (404 `UNSUPPORTED`: nothing is implemented there).
     NotFound,
-    /// Method not allowed on this route.
+    /// Method not allowed on this route (405 `UNSUPPORTED`).
     MethodNotAllowed,
-    /// Server-side failure.
+    /// Server-side failure (500 `UNSUPPORTED`: the operation could not be carried out).
     Unknown,
-    /// Storage temporarily unavailable (e.g. out of space).
+    /// Storage temporarily unavailable, e.g. out of space or an object store down
+    /// (503 `TOOMANYREQUESTS`: retry later).
     Unavailable,
 }
 
@@ -62,26 +90,26 @@ impl ErrorCode {
     pub const fn as_str(self) -> &'static str {
         match self {
             ErrorCode::BlobUnknown => "BLOB_UNKNOWN",
-            ErrorCode::BlobUploadInvalid => "BLOB_UPLOAD_INVALID",
+            ErrorCode::BlobUploadInvalid | ErrorCode::RangeInvalid => "BLOB_UPLOAD_INVALID",
             ErrorCode::BlobUploadUnknown => "BLOB_UPLOAD_UNKNOWN",
             ErrorCode::DigestInvalid => "DIGEST_INVALID",
             ErrorCode::ManifestBlobUnknown => "MANIFEST_BLOB_UNKNOWN",
-            ErrorCode::ManifestInvalid | ErrorCode::ManifestTooLarge => "MANIFEST_INVALID",
+            ErrorCode::ManifestInvalid | ErrorCode::ManifestTooLarge | ErrorCode::TagInvalid => {
+                "MANIFEST_INVALID"
+            }
             ErrorCode::ManifestUnknown => "MANIFEST_UNKNOWN",
             ErrorCode::NameInvalid => "NAME_INVALID",
             ErrorCode::NameUnknown => "NAME_UNKNOWN",
             ErrorCode::SizeInvalid => "SIZE_INVALID",
             ErrorCode::Unauthorized => "UNAUTHORIZED",
             ErrorCode::Denied => "DENIED",
-            ErrorCode::Unsupported => "UNSUPPORTED",
-            ErrorCode::TooManyRequests => "TOOMANYREQUESTS",
-            ErrorCode::PaginationNumberInvalid => "PAGINATION_NUMBER_INVALID",
-            ErrorCode::TagInvalid => "TAG_INVALID",
-            ErrorCode::RangeInvalid => "RANGE_INVALID",
-            ErrorCode::NotFound => "NOT_FOUND",
-            ErrorCode::MethodNotAllowed => "UNSUPPORTED",
-            ErrorCode::Unknown => "UNKNOWN",
-            ErrorCode::Unavailable => "UNAVAILABLE",
+            ErrorCode::Unsupported
+            | ErrorCode::PaginationNumberInvalid
+            | ErrorCode::RangeNotSatisfiable
+            | ErrorCode::NotFound
+            | ErrorCode::MethodNotAllowed
+            | ErrorCode::Unknown => "UNSUPPORTED",
+            ErrorCode::TooManyRequests | ErrorCode::Unavailable => "TOOMANYREQUESTS",
         }
     }
 
@@ -105,7 +133,7 @@ impl ErrorCode {
             ErrorCode::Denied => 403,
             ErrorCode::Unsupported | ErrorCode::MethodNotAllowed => 405,
             ErrorCode::ManifestTooLarge => 413,
-            ErrorCode::RangeInvalid => 416,
+            ErrorCode::RangeInvalid | ErrorCode::RangeNotSatisfiable => 416,
             ErrorCode::TooManyRequests => 429,
             ErrorCode::Unknown => 500,
             ErrorCode::Unavailable => 503,
@@ -133,12 +161,13 @@ impl ErrorCode {
             ErrorCode::Unsupported => "the operation is unsupported",
             ErrorCode::TooManyRequests => "too many requests",
             ErrorCode::PaginationNumberInvalid => "invalid number of results requested",
-            ErrorCode::TagInvalid => "manifest tag did not match URI",
-            ErrorCode::RangeInvalid => "invalid content range",
+            ErrorCode::TagInvalid => "invalid tag",
+            ErrorCode::RangeInvalid => "chunk out of order: check the upload's offset and resume",
+            ErrorCode::RangeNotSatisfiable => "requested range not satisfiable",
             ErrorCode::NotFound => "no such route",
             ErrorCode::MethodNotAllowed => "method not allowed on this route",
-            ErrorCode::Unknown => "unknown error",
-            ErrorCode::Unavailable => "service unavailable",
+            ErrorCode::Unknown => "internal server error",
+            ErrorCode::Unavailable => "storage unavailable, retry later",
         }
     }
 }
@@ -215,5 +244,70 @@ impl ErrorBody {
         let mut json = serde_json::to_string(self).expect("strings and JSON values serialize");
         json.push('\n');
         json
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kind, so that a new one cannot be added without a spec code.
+    const ALL: [ErrorCode; 23] = [
+        ErrorCode::BlobUnknown,
+        ErrorCode::BlobUploadInvalid,
+        ErrorCode::BlobUploadUnknown,
+        ErrorCode::DigestInvalid,
+        ErrorCode::ManifestBlobUnknown,
+        ErrorCode::ManifestInvalid,
+        ErrorCode::ManifestUnknown,
+        ErrorCode::NameInvalid,
+        ErrorCode::NameUnknown,
+        ErrorCode::SizeInvalid,
+        ErrorCode::Unauthorized,
+        ErrorCode::Denied,
+        ErrorCode::Unsupported,
+        ErrorCode::TooManyRequests,
+        ErrorCode::PaginationNumberInvalid,
+        ErrorCode::TagInvalid,
+        ErrorCode::RangeInvalid,
+        ErrorCode::RangeNotSatisfiable,
+        ErrorCode::ManifestTooLarge,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::Unknown,
+        ErrorCode::Unavailable,
+    ];
+
+    #[test]
+    fn every_kind_is_sent_with_a_spec_code() {
+        for kind in ALL {
+            assert!(SPEC_CODES.contains(&kind.as_str()), "{kind:?}: {}", kind.as_str());
+            // The list above is exhaustive: this match fails to compile when a kind is added.
+            match kind {
+                ErrorCode::BlobUnknown
+                | ErrorCode::BlobUploadInvalid
+                | ErrorCode::BlobUploadUnknown
+                | ErrorCode::DigestInvalid
+                | ErrorCode::ManifestBlobUnknown
+                | ErrorCode::ManifestInvalid
+                | ErrorCode::ManifestUnknown
+                | ErrorCode::NameInvalid
+                | ErrorCode::NameUnknown
+                | ErrorCode::SizeInvalid
+                | ErrorCode::Unauthorized
+                | ErrorCode::Denied
+                | ErrorCode::Unsupported
+                | ErrorCode::TooManyRequests
+                | ErrorCode::PaginationNumberInvalid
+                | ErrorCode::TagInvalid
+                | ErrorCode::RangeInvalid
+                | ErrorCode::RangeNotSatisfiable
+                | ErrorCode::ManifestTooLarge
+                | ErrorCode::NotFound
+                | ErrorCode::MethodNotAllowed
+                | ErrorCode::Unknown
+                | ErrorCode::Unavailable => {}
+            }
+        }
     }
 }

@@ -69,7 +69,7 @@ pub enum RouteError {
     /// A digest that does not parse (400 `DIGEST_INVALID`).
     #[error("invalid digest: {0}")]
     DigestInvalid(DigestError),
-    /// A manifest reference that is neither a digest nor a valid tag (400 `TAG_INVALID`).
+    /// A manifest reference that is neither a digest nor a valid tag (400 `MANIFEST_INVALID`).
     #[error("invalid tag: {0}")]
     TagInvalid(NameError),
     /// An upload id that cannot be one of ours (404 `BLOB_UPLOAD_UNKNOWN`).

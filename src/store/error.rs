@@ -49,7 +49,7 @@ pub enum StoreError {
         /// Bytes uploaded.
         actual: u64,
     },
-    /// A byte range outside the blob (`RANGE_INVALID` / HTTP 416).
+    /// A byte range outside the blob (HTTP 416, `UNSUPPORTED`).
     #[error("range {start}-{end} is not satisfiable for {size} bytes")]
     RangeInvalid {
         /// First byte asked for.

@@ -79,7 +79,7 @@ pub async fn get(
             }
         },
         RangeAnswer::Unsatisfiable => {
-            return Ok(ApiError::new(ErrorCode::RangeInvalid, None)
+            return Ok(ApiError::new(ErrorCode::RangeNotSatisfiable, None)
                 .header(CONTENT_RANGE, header_value(format!("bytes */{size}")))
                 .into_response());
         }

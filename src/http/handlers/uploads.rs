@@ -367,7 +367,7 @@ fn session_response(
     response
 }
 
-/// 416 `RANGE_INVALID` that keeps the upload and says where it stands.
+/// 416 `BLOB_UPLOAD_INVALID` that keeps the upload and says where it stands.
 fn range_invalid(state: &AppState, name: &RepositoryName, id: &UploadId, offset: u64) -> ApiError {
     session_headers(state, name, id, offset)
         .into_iter()
