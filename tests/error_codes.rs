@@ -255,3 +255,28 @@ fn every_error_path_uses_a_spec_code() {
     );
     assert_error("delete unknown blob", &delete_blob, 404, "BLOB_UNKNOWN");
 }
+
+/// A push that claims a TarSum for content that is no tar archive is told exactly that.
+#[test]
+fn a_tarsum_claim_on_a_non_archive_gets_its_own_message() {
+    let server = TestServer::start();
+    let claimed = format!("tarsum.v1+sha256:{}", "ab".repeat(32));
+    let location = upload(&server, "app");
+    let text = b"plain text, not a tar. ".repeat(40);
+    let reply = request(
+        server.addr,
+        "PUT",
+        &with_query(&location, &format!("digest={claimed}")),
+        &[],
+        &text,
+    );
+    assert_error("tarsum of text", &reply, 400, "DIGEST_INVALID");
+    let json: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    let message = json["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("not a valid tar archive"), "{message}");
+    assert!(
+        message.contains("invalid tar header at offset 0"),
+        "{message}"
+    );
+    assert_eq!(json["errors"][0]["detail"]["digest"], claimed);
+}

@@ -104,6 +104,18 @@ impl From<StoreError> for ApiError {
                 ),
                 headers: Vec::new(),
             },
+            StoreError::NotAnArchive { claimed, reason } => ApiError {
+                body: ErrorBody::with_message(
+                    DigestInvalid,
+                    format!(
+                        "the upload is not a valid tar archive, so no {} digest can name it: \
+                         {reason}",
+                        claimed.algorithm()
+                    ),
+                    Some(json!({ "digest": claimed.to_string(), "reason": reason.to_string() })),
+                ),
+                headers: Vec::new(),
+            },
             StoreError::UnsupportedDigest(d) => ApiError::with_message(
                 DigestInvalid,
                 format!(

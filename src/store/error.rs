@@ -38,6 +38,15 @@ pub enum StoreError {
         /// The digest of the bytes, in the claimed algorithm.
         actual: Digest,
     },
+    /// A TarSum digest was claimed for content that is not a tar archive (plain or gzip), or
+    /// a truncated or corrupt one: no TarSum can name it (`DIGEST_INVALID`, with the reason).
+    #[error("{claimed} cannot match: the upload is not a valid tar archive ({reason})")]
+    NotAnArchive {
+        /// The digest the client claimed.
+        claimed: Digest,
+        /// The first problem found in the content.
+        reason: crate::tarsum::TarsumError,
+    },
     /// A digest whose algorithm cannot address uploaded content (TarSum) (`DIGEST_INVALID`).
     #[error("digest algorithm of {0} cannot be verified for an upload")]
     UnsupportedDigest(Digest),

@@ -385,7 +385,14 @@ impl Upload {
         let actual = match claimed.algorithm() {
             Algorithm::SHA256 => canonical.clone(),
             Algorithm::SHA512 => self.rehash(HashAlgorithm::Sha512)?,
-            Algorithm::Tarsum { .. } => self.tarsum_for(claimed)?,
+            Algorithm::Tarsum { .. } => match self.tarsum_for(claimed) {
+                Ok(sum) => sum,
+                Err(e @ StoreError::NotAnArchive { .. }) => {
+                    self.save_state()?;
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            },
         };
         if actual != *claimed {
             self.save_state()?;
@@ -451,22 +458,24 @@ impl Upload {
     }
 
     /// The TarSum a `tarsum.*` claim asks for: from the running state when the store computes
-    /// that version, else by streaming the data once. An archive TarSum rejects can match no
-    /// claim, so it reports the claimed label over an all-zero sum.
+    /// that version, else by streaming the data once. Content TarSum rejects (not a tar, a
+    /// truncated or corrupt one) is [`StoreError::NotAnArchive`], naming the first problem.
     fn tarsum_for(&self, claimed: &Digest) -> Result<Digest, StoreError> {
         if let Some(sum) = self.tarsum.as_ref().and_then(|t| t.digest_for(claimed)) {
             return Ok(sum);
         }
+        let Algorithm::Tarsum { version, hash } = claimed.algorithm() else {
+            return Err(StoreError::UnsupportedDigest(claimed.clone()));
+        };
         let data = self.data_path()?;
         self.driver.finish_appends(&data)?;
-        match tarsum_of_data(&*self.driver, &data, self.offset(), claimed)? {
-            Some(sum) => Digest::from_bytes(claimed.algorithm(), &sum.to_bytes())
+        match tarsum_of_data(&*self.driver, &data, self.offset(), version, hash)? {
+            Ok(sum) => Digest::from_bytes(claimed.algorithm(), &sum.to_bytes())
                 .map_err(|_| StoreError::UnsupportedDigest(claimed.clone())),
-            None => {
-                let zero = vec![0u8; claimed.algorithm().hash().output_len()];
-                Digest::from_bytes(claimed.algorithm(), &zero)
-                    .map_err(|_| StoreError::UnsupportedDigest(claimed.clone()))
-            }
+            Err(reason) => Err(StoreError::NotAnArchive {
+                claimed: claimed.clone(),
+                reason,
+            }),
         }
     }
 

@@ -12,7 +12,7 @@ use super::stream::hash_range;
 use super::{Store, StoreError};
 use crate::digest::{Algorithm, Digest, HashAlgorithm, TarsumVersion};
 use crate::storage::{DriverPath, StorageDriver, StorageError};
-use crate::tarsum::{TarSum, TarSumStream};
+use crate::tarsum::{TarSum, TarSumStream, TarsumError};
 
 impl Store {
     /// Turns on TarSum computation for new uploads: they compute `version` (with sha256)
@@ -114,20 +114,25 @@ fn same_hex(a: TarsumVersion, b: TarsumVersion) -> bool {
     family(a) == family(b)
 }
 
-/// The TarSum `claimed` asks for, computed by streaming `size` bytes of `data` once. An archive
-/// the reference rejects yields `None`: no TarSum digest can name it.
+/// The TarSum `claimed` asks for, computed by streaming `size` bytes of `data` once; an
+/// archive TarSum rejects gives the first error the stream met (where and why), so the client
+/// learns its upload is not a tar (or a truncated or corrupt one) rather than a bare mismatch.
 pub(crate) fn tarsum_of_data(
     driver: &dyn StorageDriver,
     data: &DriverPath,
     size: u64,
-    claimed: &Digest,
-) -> Result<Option<Digest>, StoreError> {
-    let Algorithm::Tarsum { version, hash } = claimed.algorithm() else {
-        return Ok(None);
-    };
+    version: TarsumVersion,
+    hash: HashAlgorithm,
+) -> Result<Result<Digest, TarsumError>, StoreError> {
     let mut stream = TarSumStream::new(TarSum::new(version, hash));
+    let mut first_error = None;
     hash_range(driver, data, 0, size, &mut |b| {
-        let _ = stream.update(b);
+        if first_error.is_none() {
+            first_error = stream.update(b).err();
+        }
     })?;
-    Ok(stream.finish().ok())
+    Ok(match first_error {
+        Some(error) => Err(error),
+        None => stream.finish(),
+    })
 }
