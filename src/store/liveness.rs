@@ -9,8 +9,11 @@
 //! 1. looks at each file it relies on ([`Dependency`]: path and modification time);
 //! 2. touches those older than the store's `touch_after` (one minute by default), so they are
 //!    young again for every collection whose grace is at least four times that;
-//! 3. if it touched any, reads the claim files: a claim on one of them means a collection may
-//!    have decided before the touch, so the writer waits for the decision and looks again.
+//! 3. reads the claim files: a claim on one of them means a collection may have decided before
+//!    the touch (this writer's or another's), so the writer waits for the decision and starts
+//!    again;
+//! 4. looks at each file once more: one deleted between the first look and the claims read is
+//!    seen here.
 //!
 //! `docs/gc.md` shows why this closes every race, row by row.
 
@@ -44,33 +47,47 @@ pub(crate) struct Dependency {
     pub(crate) modified: SystemTime,
 }
 
-/// Touches each dependency older than `touch_after`; if any was touched, waits until no
-/// collection claims it. Returns true when a claim was found: a collection may have deleted
-/// one of them, so the caller must look again before relying on them.
+/// Touches each dependency older than `touch_after`, waits until no collection claims any of
+/// them, then looks at each once more. Returns true when a claim was found or one is gone: a
+/// collection may have deleted one, so the caller must look again before relying on them.
+///
+/// Every dependency is checked against the claims, not only the ones touched here: a file can
+/// be young because another writer just touched it while a collection that decided on its old
+/// time is about to delete it (that writer is waiting on the claim; this one must too). And the
+/// last look closes the case where the collection deleted the file and moved on to its next
+/// batch between the first look and the claims read.
 pub(crate) fn hold(
     driver: &dyn StorageDriver,
     touch_after: Duration,
     deps: &[Dependency],
 ) -> Result<bool, StoreError> {
+    if deps.is_empty() {
+        return Ok(false);
+    }
     let now = SystemTime::now();
-    let mut touched = Vec::new();
     for dep in deps {
         let old = now
             .duration_since(dep.modified)
             .is_ok_and(|age| age > touch_after);
         if old {
             match driver.touch(&dep.path) {
-                Ok(()) => touched.push(dep.path.clone()),
+                Ok(()) => {}
                 // Gone since it was looked at: the caller's next look reports it.
                 Err(StorageError::NotFound(_)) => return Ok(true),
                 Err(e) => return Err(e.into()),
             }
         }
     }
-    if touched.is_empty() {
-        return Ok(false);
+    let paths: Vec<DriverPath> = deps.iter().map(|d| d.path.clone()).collect();
+    if wait_unclaimed(driver, &paths)? {
+        return Ok(true);
     }
-    wait_unclaimed(driver, &touched)
+    for path in &paths {
+        if driver.file_size(path)?.is_none() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// The writer's last step for files it (re)wrote itself, such as a manifest's revision link:

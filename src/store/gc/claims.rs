@@ -15,7 +15,10 @@
 //! clock) stops waiting for it. The next collection deletes claim files older than two leases.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
+
+use parking_lot::Mutex;
 
 use serde::{Deserialize, Serialize};
 
@@ -134,6 +137,10 @@ pub(crate) fn remove_stale(driver: &dyn StorageDriver, now: SystemTime) -> Resul
     Ok(removed)
 }
 
+/// Claim files found dead (unchanged for a lease), with the content they had: skipped by every
+/// later wait in this process until they change (a live run rewriting one) or go.
+static DEAD_CLAIMS: OnceLock<Mutex<HashMap<DriverPath, Vec<u8>>>> = OnceLock::new();
+
 /// The writer's side: waits until no live claim names any of `paths`. Returns whether one did
 /// (the caller must then look at its files again: the collection may have deleted them).
 ///
@@ -147,6 +154,7 @@ pub(crate) fn wait_unclaimed(
 ) -> Result<bool, StoreError> {
     let dir = DriverPath::parse(CLAIMS_DIR)?;
     let wanted: HashSet<&str> = paths.iter().map(DriverPath::as_str).collect();
+    let dead = DEAD_CLAIMS.get_or_init(Mutex::default);
     let started = Instant::now();
     // Per claim file: the content last seen and since when (this process's clock).
     let mut seen: HashMap<DriverPath, (Vec<u8>, Instant)> = HashMap::new();
@@ -164,7 +172,7 @@ pub(crate) fn wait_unclaimed(
                 Err(StorageError::NotFound(_)) => continue,
                 Err(e) => return Err(e.into()),
             };
-            if !names_any(&content, &wanted) {
+            if !names_any(&content, &wanted) || dead.lock().get(&file) == Some(&content) {
                 continue;
             }
             let since = match seen.get(&file) {
@@ -173,6 +181,10 @@ pub(crate) fn wait_unclaimed(
             };
             if since.elapsed() < CLAIM_LEASE {
                 blocked = Some(file.clone());
+            } else {
+                // Unchanged for a whole lease: its collection died. Remembered, so that no
+                // later write in this process waits for it again.
+                dead.lock().insert(file.clone(), content.clone());
             }
             seen.insert(file, (content, since));
         }

@@ -176,9 +176,13 @@ fn decide<'b, T: Sync>(
             .zip(&verdicts)
             .filter_map(|(item, &old)| old.then_some(item))
             .collect();
+        run.tell(GcEvent::Deleting { paths: claimed });
+        // Deletions follow at once; a claim gone stale meanwhile (a slow observer, a paused
+        // process) is one writers may have stopped honouring: claim and look again.
+        if !run.claimer.as_ref().is_some_and(|c| c.is_fresh()) {
+            continue;
+        }
         report.kept_touched += verdicts.iter().filter(|&&old| !old).count() as u64;
-        let paths: Vec<DriverPath> = claimed.to_vec();
-        run.tell(GcEvent::Deleting { paths: &paths });
         return Ok(doomed);
     }
 }
