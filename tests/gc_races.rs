@@ -44,8 +44,11 @@ const POINTS: [Point; 5] = [
     Point::AfterRun,
 ];
 
-/// The write under test: returns what it acknowledged (manifests to check), or its error.
-type Write = Box<dyn FnOnce() -> Result<Vec<(RepositoryName, Digest)>, StoreError> + Send>;
+/// What a write acknowledged (manifests to check), or its error.
+type Outcome = Result<Vec<(RepositoryName, Digest)>, StoreError>;
+
+/// The write under test.
+type Write = Box<dyn FnOnce() -> Outcome + Send>;
 
 /// A store whose files are all an hour old, writers that touch after 2 s, a collection with
 /// an 8 s grace: everything old is garbage unless marked or touched.
@@ -87,13 +90,7 @@ impl Scene {
 
 /// Runs one collection with `write` at `point`; `target` is the claimed file the claimed
 /// points wait on. Returns the write's outcome.
-fn race(
-    scene: &Scene,
-    delete_untagged: bool,
-    point: Point,
-    target: &str,
-    write: Write,
-) -> Result<Vec<(RepositoryName, Digest)>, StoreError> {
+fn race(scene: &Scene, delete_untagged: bool, point: Point, target: &str, write: Write) -> Outcome {
     let hook = Arc::new(Hook {
         point,
         target: target.to_owned(),
@@ -125,9 +122,8 @@ struct Hook {
     target: String,
     file: PathBuf,
     write: Mutex<Option<Write>>,
-    outcome: Mutex<Option<Result<Vec<(RepositoryName, Digest)>, StoreError>>>,
-    thread:
-        Mutex<Option<std::thread::JoinHandle<Result<Vec<(RepositoryName, Digest)>, StoreError>>>>,
+    outcome: Mutex<Option<Outcome>>,
+    thread: Mutex<Option<std::thread::JoinHandle<Outcome>>>,
 }
 
 impl Hook {
@@ -223,7 +219,7 @@ fn assert_acknowledged_intact(store: &Store, acknowledged: &[(RepositoryName, Di
     assert_fsck_clean(store);
 }
 
-fn refused_for_missing_blob(outcome: &Result<Vec<(RepositoryName, Digest)>, StoreError>) -> bool {
+fn refused_for_missing_blob(outcome: &Outcome) -> bool {
     matches!(
         outcome,
         Err(StoreError::ManifestBlobUnknown(_)) | Err(StoreError::BlobUnknown(_))
@@ -463,12 +459,7 @@ fn push_index_checked(
 
 /// The invariant, then the row's promise: refused (for a missing blob) exactly at the
 /// `refused_at` points, accepted elsewhere.
-fn check(
-    scene: &Scene,
-    point: Point,
-    outcome: &Result<Vec<(RepositoryName, Digest)>, StoreError>,
-    refused_at: &[Point],
-) {
+fn check(scene: &Scene, point: Point, outcome: &Outcome, refused_at: &[Point]) {
     if let Ok(acknowledged) = outcome {
         assert_acknowledged_intact(&scene.store, acknowledged);
     } else {

@@ -6,6 +6,9 @@
 //! its target's bytes must exist (else the link dangles), and a link filed under a digest of the
 //! same algorithm must name that digest. An alias (a sha512 path holding a sha256 digest) is
 //! checked by hashing the target with the path's algorithm. Upload sessions are not examined.
+//!
+//! fsck may run beside a garbage collection: a blob deleted between the listing and its read,
+//! or a link deleted with its blob, is not a problem.
 
 use rayon::prelude::*;
 
@@ -260,6 +263,10 @@ impl Store {
                 expected,
                 actual,
             }],
+            // Deleted since the listing (a garbage collection running beside fsck).
+            Err(StoreError::Storage(StorageError::NotFound(_)) | StoreError::BlobUnknown(_)) => {
+                Vec::new()
+            }
             Err(error) => vec![FsckProblem::UnreadableBlob { path, error }],
         }
     }
@@ -272,6 +279,11 @@ impl Store {
         };
         let size = match self.stat_global(&target) {
             Ok(info) => info.size,
+            // A garbage collection deletes a link before its blob: a link that is gone by now
+            // was deleted with its blob, not left dangling.
+            Err(StoreError::BlobUnknown(_)) if matches!(self.read_link(&path), Ok(None)) => {
+                return Vec::new()
+            }
             Err(StoreError::BlobUnknown(_)) => {
                 return vec![FsckProblem::DanglingLink { path, target }]
             }

@@ -206,8 +206,9 @@ impl RegistryProcess {
 }
 
 /// Runs `docker-registry garbage-collect` (with `extra` flags) over `root`, which no registry
-/// may be serving at the time. Panics with its output if it fails.
-pub fn distribution_garbage_collect(root: &Path, extra: &[&str]) {
+/// may be serving at the time. Panics with its output if it fails. Returns its standard
+/// output, where it lists what it marks and what it deletes (or, with `--dry-run`, would).
+pub fn distribution_garbage_collect(root: &Path, extra: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.yml");
     let addr = "127.0.0.1:0".parse().unwrap();
@@ -225,6 +226,7 @@ pub fn distribution_garbage_collect(root: &Path, extra: &[&str]) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 fn distribution_config(storage: Storage<'_>, addr: SocketAddr, secret: &str) -> String {

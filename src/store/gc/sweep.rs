@@ -27,8 +27,7 @@ struct Candidate {
 }
 
 /// Deletes the manifests the mark found dead (`delete_untagged`): for each, its tag-history
-/// entries, then its revision links, then its referrers-index entry. Its bytes go with the
-/// blobs.
+/// entries and its referrers-index entry, then its revision links. Its bytes go with the blobs.
 pub(super) fn delete_manifests(
     run: &mut Run<'_>,
     marks: &Marks,
@@ -48,18 +47,21 @@ pub(super) fn delete_manifests(
             batch,
         )?;
         for dead in doomed {
-            let history = history_entries(dead)?;
-            run.store.driver.delete_files(&history)?;
-            run.store.driver.delete_files(&dead.revisions)?;
+            // Everything that names the revision first, the revision last: a run stopped in
+            // between leaves a revision the next run finds and finishes.
+            let mut naming = history_entries(dead)?;
             if let Some(subject) = &dead.subject {
-                let descriptor = PathSpec::ReferrerDescriptor {
-                    repo: &dead.repo,
-                    subject,
-                    referrer: &dead.digest,
-                }
-                .to_path()?;
-                run.store.driver.delete_files(&[descriptor])?;
+                naming.push(
+                    PathSpec::ReferrerDescriptor {
+                        repo: &dead.repo,
+                        subject,
+                        referrer: &dead.digest,
+                    }
+                    .to_path()?,
+                );
             }
+            run.store.driver.delete_files(&naming)?;
+            run.store.driver.delete_files(&dead.revisions)?;
             report.manifests.push(deleted_manifest(dead));
         }
     }
