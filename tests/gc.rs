@@ -245,3 +245,28 @@ fn files(root: &std::path::Path) -> Vec<(std::path::PathBuf, std::time::SystemTi
     out.sort();
     out
 }
+
+#[test]
+fn deleting_a_manifest_pushed_by_sha512_removes_its_alias_too() {
+    let (_dir, store) = store();
+    let app = repo("app");
+    let config = put_blob(&store, &app, b"cfg");
+    let json = image_json((&config, 3), &[], None);
+    let mut hasher = layerstore::hash::Hasher::new(layerstore::digest::HashAlgorithm::Sha512);
+    hasher.update(&json);
+    let alias = hasher.digest();
+    let stored = store
+        .put_manifest(
+            &app,
+            &Reference::Digest(alias.clone()),
+            Some(OCI_MANIFEST),
+            &json,
+            &[],
+        )
+        .unwrap();
+    store.delete_manifest(&app, &stored.digest).unwrap();
+    assert!(store.get_manifest(&app, &Reference::Digest(alias)).is_err());
+    let report = collect(&store, false);
+    assert_eq!(report.blobs.len(), 2, "{report:?}"); // the manifest's bytes and its config
+    assert_fsck_clean(&store);
+}

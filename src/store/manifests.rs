@@ -134,8 +134,8 @@ impl Store {
         })
     }
 
-    /// Deletes a manifest revision: its link (and any legacy `_layers` link), its referrer
-    /// descriptor, and every tag whose `current` link names it. The bytes stay until a garbage
+    /// Deletes a manifest revision: its links (the canonical one, and a sha512 alias), its
+    /// referrer descriptor, and every tag whose `current` link names it. The bytes stay until a garbage
     /// collection, as in distribution.
     pub fn delete_manifest(
         &self,
@@ -160,7 +160,10 @@ impl Store {
                 delete_if_present(self, &PathSpec::TagDir { repo, tag: &tag })?;
             }
         }
-        for name in [digest, &content.digest] {
+        // The bytes' sha512 names the alias revision a push by sha512 wrote (if any).
+        let mut sha512 = Hasher::new(HashAlgorithm::Sha512);
+        sha512.update(&content.bytes);
+        for name in [digest, &content.digest, &sha512.digest()] {
             let link = PathSpec::ManifestRevisionLink { repo, digest: name }.to_path()?;
             if let Some(dir) = link.parent() {
                 missing_is_ok(self.driver.delete(&dir))?;
