@@ -95,6 +95,9 @@ pub fn run(args: GcArgs) -> ExitCode {
 /// A grace window shorter than the writers' touch interval allows would let a push racing the
 /// run lose a blob; refuse it unless the operator says nothing writes.
 fn check_grace(args: &GcArgs) -> Result<(), String> {
+    if args.touch_after < Duration::from_secs(1) {
+        return Err("--touch-after must be at least 1s".into());
+    }
     let minimum = args.touch_after * GRACE_PER_TOUCH;
     if args.dry_run || args.offline || args.grace >= minimum {
         return Ok(());

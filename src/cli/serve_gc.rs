@@ -78,6 +78,9 @@ impl GcArgs {
             .gc_touch_after
             .or(parse(touch)?)
             .unwrap_or(DEFAULT_TOUCH_AFTER);
+        if touch_after < Duration::from_secs(1) {
+            return Err("--gc-touch-after must be at least 1s".into());
+        }
         if interval.is_some_and(|i| i.is_zero()) {
             return Err("--gc-interval must be longer than 0s".into());
         }

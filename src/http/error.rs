@@ -89,6 +89,8 @@ impl From<StoreError> for ApiError {
                 BlobUploadInvalid,
                 "another request is writing to this upload",
             ),
+            StoreError::StorageTooSlow(_) => ApiError::internal(Unavailable, &e)
+                .header(RETRY_AFTER, HeaderValue::from_static("5")),
             StoreError::CollectionBusy(_) => ApiError::with_message(
                 TooManyRequests,
                 "a garbage collection is deciding about content this request needs; retry",

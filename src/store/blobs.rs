@@ -181,8 +181,8 @@ impl Store {
         // linked, so a collection running now keeps it (`docs/gc.md`).
         let info = loop {
             let info = self.stat_blob(from, digest)?;
-            let dep = self.blob_dependency(from, digest)?;
-            if !self.hold(dep.as_slice())? {
+            let mut dep: Vec<_> = self.blob_dependency(from, digest)?.into_iter().collect();
+            if !self.hold(&mut dep)? {
                 break info;
             }
         };

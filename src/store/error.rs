@@ -26,6 +26,11 @@ pub enum StoreError {
     /// collection ever should; try again later (`TOOMANYREQUESTS`).
     #[error("a garbage collection holds {0}; try again")]
     CollectionBusy(DriverPath),
+    /// Checking what a push relies on took longer than the touch interval, round after round:
+    /// the storage is too slow for the garbage-collection protocol's timing (503
+    /// `TOOMANYREQUESTS`, retry later).
+    #[error("the storage is too slow: checking this push's blobs took over {0:?}, ten times")]
+    StorageTooSlow(std::time::Duration),
     /// The upload handle hit a storage error while appending; resume the upload by id to get
     /// a consistent handle again (`BLOB_UPLOAD_INVALID`).
     #[error("blob upload {0} was interrupted by an earlier error; resume it")]

@@ -212,15 +212,14 @@ impl Store {
     ) -> Result<(), StoreError> {
         let digest = manifest.digest();
         for _attempt in 0..MAX_STORE_ATTEMPTS {
-            let looked = std::time::Instant::now();
             let mut deps = self.check_references(repo, manifest)?;
             let mut seen = std::collections::HashSet::from([digest.clone()]);
             for referrer in self.referrer_digests(repo, digest)? {
                 self.manifest_dependencies(repo, &referrer, &mut seen, &mut deps)?;
             }
             deps.extend(self.store_manifest_blob(digest, bytes)?);
-            if self.hold(&deps)? || looked.elapsed() > self.touch_after {
-                continue; // a collection decided about one of them, or this took too long
+            if self.hold_fresh(&mut deps)? {
+                continue; // a collection decided about one of them: look again
             }
             for revision in revisions {
                 super::write_link(&*self.driver, revision, digest)?;

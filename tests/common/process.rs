@@ -40,6 +40,13 @@ impl ServerProcess {
         Self::spawn(args.into_iter().chain(extra.iter().map(OsStr::new)), &[])
     }
 
+    /// Starts a server on `--storage URL` with `extra` arguments for `serve` and `env` added to
+    /// its environment (which may replace `RUST_LOG`), and waits until it listens.
+    pub fn start_storage_with(storage: &str, extra: &[&str], env: &[(String, String)]) -> Self {
+        let args = ["--storage", storage].map(OsStr::new);
+        Self::spawn(args.into_iter().chain(extra.iter().map(OsStr::new)), env)
+    }
+
     fn spawn<'a>(storage: impl IntoIterator<Item = &'a OsStr>, env: &[(String, String)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_layerstore"))
             .args(["serve", "--listen", "127.0.0.1:0", "--secret", "storm"])

@@ -15,12 +15,10 @@
 //! clock) stops waiting for it. The next collection deletes claim files older than two leases.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
-
-use serde::{Deserialize, Serialize};
 
 use crate::storage::{missing_is_ok, DriverPath, StorageDriver, StorageError};
 use crate::store::StoreError;
@@ -35,16 +33,51 @@ pub const CLAIM_LEASE: Duration = Duration::from_secs(30);
 /// How often a waiting writer reads the claim files again.
 const POLL: Duration = Duration::from_millis(20);
 
-/// The content of a claim file.
-#[derive(Debug, Serialize, Deserialize)]
-struct ClaimFile {
-    /// The collection run that wrote it.
-    run: String,
-    /// Bumped at every rewrite, so a renewed claim differs from the one before.
-    seq: u64,
-    /// The paths the collection may delete next.
-    paths: Vec<String>,
+/// The first line of a claim file: a magic word, the run and the write's sequence number.
+/// The paths follow, one per line. Plain lines rather than JSON: writers read claim files on
+/// every push while a collection runs, and a header they have seen before spares them parsing
+/// the thousand paths again ([`CLAIM_SETS`]).
+const MAGIC: &str = "layerstore-claim-v1";
+
+/// Renders a claim file.
+fn render(run: &str, seq: u64, paths: &[String]) -> Vec<u8> {
+    let mut text = format!("{MAGIC} {run} {seq}\n");
+    for path in paths {
+        text.push_str(path);
+        text.push('\n');
+    }
+    text.into_bytes()
 }
+
+/// The claims of one claim file: its header line and the set of paths it names.
+#[derive(Debug)]
+struct ClaimSet {
+    header: String,
+    paths: HashSet<String>,
+}
+
+/// Parses a claim file, reusing the set already parsed for the same header (the same run and
+/// write). Content that is not a claim file claims nothing.
+fn claim_set(file: &DriverPath, content: &[u8]) -> Option<Arc<ClaimSet>> {
+    let text = std::str::from_utf8(content).ok()?;
+    let (header, body) = text.split_once('\n')?;
+    if !header.starts_with(MAGIC) {
+        return None;
+    }
+    let cache = CLAIM_SETS.get_or_init(Mutex::default);
+    if let Some(set) = cache.lock().get(file).filter(|set| set.header == header) {
+        return Some(Arc::clone(set));
+    }
+    let set = Arc::new(ClaimSet {
+        header: header.to_owned(),
+        paths: body.lines().map(str::to_owned).collect(),
+    });
+    cache.lock().insert(file.clone(), Arc::clone(&set));
+    Some(set)
+}
+
+/// The last claim set parsed per claim file, in this process.
+static CLAIM_SETS: OnceLock<Mutex<HashMap<DriverPath, Arc<ClaimSet>>>> = OnceLock::new();
 
 /// The collection's side: one claim file, rewritten per batch.
 #[derive(Debug)]
@@ -98,14 +131,8 @@ impl<'a> Claimer<'a> {
 
     fn write(&mut self) -> Result<(), StoreError> {
         self.seq += 1;
-        let file = ClaimFile {
-            run: self.run.clone(),
-            seq: self.seq,
-            paths: std::mem::take(&mut self.paths),
-        };
-        let json = serde_json::to_vec(&file).expect("a claim file serializes");
-        self.paths = file.paths;
-        self.driver.put_content(&self.path, &json)?;
+        let content = render(&self.run, self.seq, &self.paths);
+        self.driver.put_content(&self.path, &content)?;
         self.written = Instant::now();
         Ok(())
     }
@@ -137,9 +164,9 @@ pub(crate) fn remove_stale(driver: &dyn StorageDriver, now: SystemTime) -> Resul
     Ok(removed)
 }
 
-/// Claim files found dead (unchanged for a lease), with the content they had: skipped by every
+/// Claim files found dead (unchanged for a lease), with the header they had: skipped by every
 /// later wait in this process until they change (a live run rewriting one) or go.
-static DEAD_CLAIMS: OnceLock<Mutex<HashMap<DriverPath, Vec<u8>>>> = OnceLock::new();
+static DEAD_CLAIMS: OnceLock<Mutex<HashMap<DriverPath, String>>> = OnceLock::new();
 
 /// The writer's side: waits until no live claim names any of `paths`. Returns whether one did
 /// (the caller must then look at its files again: the collection may have deleted them).
@@ -153,11 +180,10 @@ pub(crate) fn wait_unclaimed(
     paths: &[DriverPath],
 ) -> Result<bool, StoreError> {
     let dir = DriverPath::parse(CLAIMS_DIR)?;
-    let wanted: HashSet<&str> = paths.iter().map(DriverPath::as_str).collect();
     let dead = DEAD_CLAIMS.get_or_init(Mutex::default);
     let started = Instant::now();
-    // Per claim file: the content last seen and since when (this process's clock).
-    let mut seen: HashMap<DriverPath, (Vec<u8>, Instant)> = HashMap::new();
+    // Per claim file: the header last seen and since when (this process's clock).
+    let mut seen: HashMap<DriverPath, (String, Instant)> = HashMap::new();
     let mut waited = false;
     loop {
         let files = match driver.list(&dir) {
@@ -172,11 +198,15 @@ pub(crate) fn wait_unclaimed(
                 Err(StorageError::NotFound(_)) => continue,
                 Err(e) => return Err(e.into()),
             };
-            if !names_any(&content, &wanted) || dead.lock().get(&file) == Some(&content) {
+            let Some(set) = claim_set(&file, &content) else {
+                continue;
+            };
+            let names_one = paths.iter().any(|p| set.paths.contains(p.as_str()));
+            if !names_one || dead.lock().get(&file) == Some(&set.header) {
                 continue;
             }
             let since = match seen.get(&file) {
-                Some((previous, since)) if *previous == content => *since,
+                Some((previous, since)) if *previous == set.header => *since,
                 _ => Instant::now(),
             };
             if since.elapsed() < CLAIM_LEASE {
@@ -184,9 +214,9 @@ pub(crate) fn wait_unclaimed(
             } else {
                 // Unchanged for a whole lease: its collection died. Remembered, so that no
                 // later write in this process waits for it again.
-                dead.lock().insert(file.clone(), content.clone());
+                dead.lock().insert(file.clone(), set.header.clone());
             }
-            seen.insert(file, (content, since));
+            seen.insert(file, (set.header.clone(), since));
         }
         let Some(file) = blocked else {
             return Ok(waited);
@@ -197,11 +227,4 @@ pub(crate) fn wait_unclaimed(
         }
         std::thread::sleep(POLL);
     }
-}
-
-/// Whether a claim file's content names one of `wanted`. A file that does not parse (not
-/// written by a collection: claim files are replaced atomically) claims nothing.
-fn names_any(content: &[u8], wanted: &HashSet<&str>) -> bool {
-    serde_json::from_slice::<ClaimFile>(content)
-        .is_ok_and(|claim| claim.paths.iter().any(|p| wanted.contains(p.as_str())))
 }
