@@ -44,13 +44,9 @@ pub fn claims(store: &Store) -> Claims {
         let Ok(content) = store.driver().get_content(&file) else {
             continue;
         };
-        let json: serde_json::Value = serde_json::from_slice(&content).unwrap();
-        let paths = json["paths"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p.as_str().unwrap().to_owned())
-            .collect();
+        // A header line (magic, run, sequence number), then one claimed path per line.
+        let text = String::from_utf8(content).unwrap();
+        let paths = text.lines().skip(1).map(str::to_owned).collect();
         claims.insert(file.name().to_owned(), paths);
     }
     claims
