@@ -26,6 +26,12 @@ fn entry(target: &str) -> Option<fn(&[u8])> {
         "www_authenticate" => www_authenticate,
         "image_reference" => image_reference,
         "oci_index" => oci_index,
+        "authorization_header" => authorization_header,
+        "jwt_token" => jwt_token,
+        "htpasswd_file" => htpasswd_file,
+        "auth_json" => auth_json,
+        "oci_layout" => oci_layout,
+        "s3_xml" => s3_xml,
         _ => return None,
     })
 }

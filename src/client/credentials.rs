@@ -78,8 +78,9 @@ pub struct AuthFiles {
     files: Vec<PathBuf>,
 }
 
+/// One auth file, as far as lookups read it (login keeps every other key as it is).
 #[derive(Debug, Default, Deserialize)]
-struct AuthFile {
+pub(crate) struct AuthFile {
     #[serde(default)]
     auths: BTreeMap<String, AuthEntry>,
     #[serde(default, rename = "credHelpers")]
@@ -163,26 +164,63 @@ impl AuthFiles {
             let Some(file) = read_auth_file(path)? else {
                 continue;
             };
-            if let Some(helper) = file.cred_helpers.get(&host).or_else(|| {
-                file.cred_helpers
-                    .iter()
-                    .find(|(key, _)| normalize_host(key) == host)
-                    .map(|(_, helper)| helper)
-            }) {
-                return run_helper(helper, &host);
-            }
-            if let Some(entry) = find_entry(&file.auths, &host) {
-                if let Some(credential) = entry_credential(entry, path)? {
-                    return Ok(Some(credential));
+            let answer = file
+                .answer(&host)
+                .map_err(|reason| CredentialError::Format {
+                    path: path.to_owned(),
+                    reason,
+                })?;
+            match answer {
+                FileAnswer::Helper(helper) => return run_helper(&helper, &host),
+                FileAnswer::Credential(credential) => return Ok(Some(credential)),
+                FileAnswer::Store(store) => {
+                    if let Some(credential) = run_helper(&store, &host)? {
+                        return Ok(Some(credential));
+                    }
                 }
-            }
-            if let Some(store) = &file.creds_store {
-                if let Some(credential) = run_helper(store, &host)? {
-                    return Ok(Some(credential));
-                }
+                FileAnswer::Nothing => {}
             }
         }
         Ok(None)
+    }
+}
+
+/// What one auth file says about a host, before any helper program runs (the pure part of a
+/// lookup, which the `auth_json` fuzz target checks against what login writes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FileAnswer {
+    /// A `credHelpers` entry names this helper: its answer is final.
+    Helper(String),
+    /// An `auths` entry holds this credential.
+    Credential(Credential),
+    /// Only the file's `credsStore` helper may know; if it does not, the next file is asked.
+    Store(String),
+    /// Nothing here: the next file is asked.
+    Nothing,
+}
+
+impl AuthFile {
+    /// What this file says about `host` (normalized or not); an error (never quoting a secret)
+    /// for an `auths` entry that does not decode.
+    pub(crate) fn answer(&self, host: &str) -> Result<FileAnswer, String> {
+        let host = normalize_host(host);
+        if let Some(helper) = self.cred_helpers.get(&host).or_else(|| {
+            self.cred_helpers
+                .iter()
+                .find(|(key, _)| normalize_host(key) == host)
+                .map(|(_, helper)| helper)
+        }) {
+            return Ok(FileAnswer::Helper(helper.clone()));
+        }
+        if let Some(entry) = find_entry(&self.auths, &host) {
+            if let Some(credential) = entry_credential(entry)? {
+                return Ok(FileAnswer::Credential(credential));
+            }
+        }
+        Ok(match &self.creds_store {
+            Some(store) => FileAnswer::Store(store.clone()),
+            None => FileAnswer::Nothing,
+        })
     }
 }
 
@@ -198,34 +236,50 @@ pub fn store_login(
         path: path.to_owned(),
         source,
     };
-    let mut document: serde_json::Value = match std::fs::read(path) {
-        Ok(bytes) if !bytes.is_empty() => {
-            serde_json::from_slice(&bytes).map_err(|e| CredentialError::Format {
-                path: path.to_owned(),
-                reason: e.to_string(),
-            })?
-        }
-        Ok(_) => serde_json::json!({}),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::json!({}),
+    let existing = match std::fs::read(path) {
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(io(e)),
+    };
+    let text = login_document(existing.as_deref(), host, username, password).map_err(|reason| {
+        CredentialError::Format {
+            path: path.to_owned(),
+            reason,
+        }
+    })?;
+    super::files::write_atomically(path, &text, 0o600).map_err(io)
+}
+
+/// The auth file `existing` (absent or blank: a new one) with `username`/`password` recorded
+/// for `host`: the pure part of [`store_login`]. Refused, so that a login never leaves a file
+/// that reads back differently: a user name with `:` (the `auth` value is `user:password`, split
+/// at the first `:`, as RFC 7617 and every reader split it), and a file lookups cannot read
+/// (it would stay unreadable for every host).
+pub(crate) fn login_document(
+    existing: Option<&[u8]>,
+    host: &str,
+    username: &str,
+    password: &str,
+) -> Result<Vec<u8>, String> {
+    if username.contains(':') {
+        return Err("a user name cannot contain ':'".into());
+    }
+    let existing = existing.filter(|bytes| !bytes.iter().all(u8::is_ascii_whitespace));
+    let mut document: serde_json::Value = match existing {
+        Some(bytes) => {
+            parse_auth_file(bytes)?;
+            serde_json::from_slice(bytes).map_err(|e| e.to_string())?
+        }
+        None => serde_json::json!({}),
     };
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
     let root = document
         .as_object_mut()
-        .ok_or_else(|| CredentialError::Format {
-            path: path.to_owned(),
-            reason: "the top level is not an object".into(),
-        })?;
+        .ok_or("the top level is not an object")?;
     let auths = root.entry("auths").or_insert_with(|| serde_json::json!({}));
-    let auths = auths
-        .as_object_mut()
-        .ok_or_else(|| CredentialError::Format {
-            path: path.to_owned(),
-            reason: "\"auths\" is not an object".into(),
-        })?;
+    let auths = auths.as_object_mut().ok_or("\"auths\" is not an object")?;
     auths.insert(normalize_host(host), serde_json::json!({ "auth": auth }));
-    let text = serde_json::to_vec_pretty(&document).expect("a JSON value serializes");
-    super::files::write_atomically(path, &text, 0o600).map_err(io)
+    serde_json::to_vec_pretty(&document).map_err(|e| e.to_string())
 }
 
 fn read_auth_file(path: &Path) -> Result<Option<AuthFile>, CredentialError> {
@@ -239,15 +293,20 @@ fn read_auth_file(path: &Path) -> Result<Option<AuthFile>, CredentialError> {
             })
         }
     };
+    parse_auth_file(&bytes).map_err(|reason| CredentialError::Format {
+        path: path.to_owned(),
+        reason,
+    })
+}
+
+/// An auth file's bytes as lookups read them; `None` for a blank file.
+pub(crate) fn parse_auth_file(bytes: &[u8]) -> Result<Option<AuthFile>, String> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    serde_json::from_slice(&bytes)
+    serde_json::from_slice(bytes)
         .map(Some)
-        .map_err(|e| CredentialError::Format {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })
+        .map_err(|e| e.to_string())
 }
 
 /// `https://reg.example:5000/v1/` → `reg.example:5000`; Docker Hub's aliases → `docker.io`.
@@ -272,7 +331,7 @@ fn find_entry<'a>(auths: &'a BTreeMap<String, AuthEntry>, host: &str) -> Option<
     })
 }
 
-fn entry_credential(entry: &AuthEntry, path: &Path) -> Result<Option<Credential>, CredentialError> {
+fn entry_credential(entry: &AuthEntry) -> Result<Option<Credential>, String> {
     if let Some(token) = entry.identitytoken.as_deref().filter(|t| !t.is_empty()) {
         return Ok(Some(Credential::IdentityToken(token.to_owned())));
     }
@@ -285,10 +344,7 @@ fn entry_credential(entry: &AuthEntry, path: &Path) -> Result<Option<Credential>
     let Some(auth) = entry.auth.as_deref().filter(|a| !a.is_empty()) else {
         return Ok(None);
     };
-    let format = |reason: &str| CredentialError::Format {
-        path: path.to_owned(),
-        reason: reason.to_owned(),
-    };
+    let format = |reason: &str| reason.to_owned();
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(auth.trim())
         .map_err(|_| format("an \"auth\" value is not base64"))?;

@@ -78,11 +78,11 @@ impl IndexEntry {
 /// byte-identical to skopeo's for the same image.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct IndexFile {
+pub(crate) struct IndexFile {
     schema_version: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     media_type: Option<String>,
-    manifests: Vec<IndexEntry>,
+    pub(crate) manifests: Vec<IndexEntry>,
     #[serde(flatten)]
     other: Map<String, Value>,
 }
@@ -99,12 +99,10 @@ impl OciLayout {
         let root = root.into();
         let marker = root.join("oci-layout");
         let bytes = std::fs::read(&marker).map_err(|_| LayoutError::NotALayout(root.clone()))?;
-        let version = serde_json::from_slice::<Value>(&bytes)
-            .ok()
-            .and_then(|v| v.get("imageLayoutVersion")?.as_str().map(str::to_owned));
-        match version {
-            Some(v) if v.starts_with("1.") => Ok(OciLayout { root }),
-            _ => Err(LayoutError::NotALayout(root)),
+        if is_layout_marker(&bytes) {
+            Ok(OciLayout { root })
+        } else {
+            Err(LayoutError::NotALayout(root))
         }
     }
 
@@ -140,9 +138,7 @@ impl OciLayout {
 
     /// Where the blob `digest` lives: `blobs/<algorithm>/<hex>`.
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        let text = digest.to_string();
-        let (algorithm, hex) = text.split_once(':').expect("a digest has a colon");
-        self.root.join("blobs").join(algorithm).join(hex)
+        blob_path(&self.root, digest)
     }
 
     /// True when the blob is present with exactly `size` bytes.
@@ -157,22 +153,10 @@ impl OciLayout {
 
     /// The entry tagged `tag`; without a tag, the only entry (an error when there are several).
     pub fn find(&self, tag: Option<&str>) -> Result<IndexEntry, LayoutError> {
-        let entries = self.entries()?;
-        let missing = |reason: String| LayoutError::NoSuchImage {
+        select_entry(self.entries()?, tag).map_err(|reason| LayoutError::NoSuchImage {
             layout: self.root.clone(),
             reason,
-        };
-        match tag {
-            Some(tag) => entries
-                .into_iter()
-                .find(|e| e.tag() == Some(tag))
-                .ok_or_else(|| missing(format!("no image tagged {tag:?}"))),
-            None if entries.len() == 1 => Ok(entries.into_iter().next().expect("one entry")),
-            None => Err(missing(format!(
-                "{} images in index.json: name one with :TAG",
-                entries.len()
-            ))),
-        }
+        })
     }
 
     /// Adds a manifest to `index.json`: with `tag`, as that tag (an entry that had the tag
@@ -185,22 +169,10 @@ impl OciLayout {
         tag: Option<&str>,
     ) -> Result<(), LayoutError> {
         let mut index = self.read_index()?;
-        index.manifests.retain(|m| match tag {
-            Some(tag) => m.tag() != Some(tag),
-            None => &m.digest != digest,
-        });
-        let mut annotations = BTreeMap::new();
-        if let Some(tag) = tag {
-            annotations.insert(REF_NAME.to_owned(), tag.to_owned());
+        if index.add_manifest(media_type, digest, size, tag) {
+            self.write_index(&index)?;
         }
-        index.manifests.push(IndexEntry {
-            media_type: media_type.to_owned(),
-            digest: digest.clone(),
-            size,
-            annotations,
-            other: Map::new(),
-        });
-        self.write_index(&index)
+        Ok(())
     }
 
     fn index_path(&self) -> PathBuf {
@@ -214,13 +186,83 @@ impl OciLayout {
     }
 
     fn write_index(&self, index: &IndexFile) -> Result<(), LayoutError> {
-        let bytes = serde_json::to_vec(index).expect("an index serializes");
-        write_atomically(&self.index_path(), &bytes)
+        write_atomically(&self.index_path(), &index.to_bytes())
+    }
+}
+
+impl IndexFile {
+    /// [`OciLayout::add_manifest`] on the index in memory; returns whether it changed. An
+    /// untagged manifest already listed (tagged or not) changes nothing: replacing its entries
+    /// would drop their tags.
+    pub(crate) fn add_manifest(
+        &mut self,
+        media_type: &str,
+        digest: &Digest,
+        size: u64,
+        tag: Option<&str>,
+    ) -> bool {
+        match tag {
+            Some(tag) => self.manifests.retain(|m| m.tag() != Some(tag)),
+            None if self.manifests.iter().any(|m| &m.digest == digest) => return false,
+            None => {}
+        }
+        let mut annotations = BTreeMap::new();
+        if let Some(tag) = tag {
+            annotations.insert(REF_NAME.to_owned(), tag.to_owned());
+        }
+        self.manifests.push(IndexEntry {
+            media_type: media_type.to_owned(),
+            digest: digest.clone(),
+            size,
+            annotations,
+            other: Map::new(),
+        });
+        true
+    }
+
+    /// The bytes written for this index.
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("an index serializes")
+    }
+}
+
+/// `root/blobs/<algorithm>/<hex>`.
+pub(crate) fn blob_path(root: &Path, digest: &Digest) -> PathBuf {
+    let text = digest.to_string();
+    let (algorithm, hex) = text.split_once(':').expect("a digest has a colon");
+    root.join("blobs").join(algorithm).join(hex)
+}
+
+/// Whether `oci-layout` bytes mark an OCI image layout: a JSON object whose
+/// `imageLayoutVersion` is a string `1.x`.
+pub(crate) fn is_layout_marker(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(bytes)
+        .ok()
+        .and_then(|v| v.get("imageLayoutVersion")?.as_str().map(str::to_owned))
+        .is_some_and(|v| v.starts_with("1."))
+}
+
+/// The entry tagged `tag` (the first one); without a tag, the only entry. The error says what
+/// was looked for.
+pub(crate) fn select_entry(
+    entries: Vec<IndexEntry>,
+    tag: Option<&str>,
+) -> Result<IndexEntry, String> {
+    match tag {
+        Some(tag) => entries
+            .into_iter()
+            .find(|e| e.tag() == Some(tag))
+            .ok_or_else(|| format!("no image tagged {tag:?}")),
+        None if entries.len() == 1 => Ok(entries.into_iter().next().expect("one entry")),
+        None => Err(format!(
+            "{} images in index.json: name one with :TAG",
+            entries.len()
+        )),
     }
 }
 
 /// Reads `index.json` bytes (a layout's image index).
-fn parse_index(bytes: &[u8]) -> Result<IndexFile, String> {
+pub(crate) fn parse_index(bytes: &[u8]) -> Result<IndexFile, String> {
     serde_json::from_slice(bytes).map_err(|e| e.to_string())
 }
 
@@ -283,6 +325,25 @@ mod tests {
             layout.find(Some("nope")),
             Err(LayoutError::NoSuchImage { .. })
         ));
+    }
+
+    #[test]
+    fn an_untagged_copy_of_a_tagged_image_keeps_the_tag() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = OciLayout::create(dir.path()).unwrap();
+        let m = "application/vnd.oci.image.manifest.v1+json";
+        layout
+            .add_manifest(m, &digest('a'), 10, Some("v1"))
+            .unwrap();
+        let before = std::fs::read(dir.path().join("index.json")).unwrap();
+        // This used to replace the tagged entry with an untagged one (the `oci_layout` fuzz
+        // target checks it; reproducer: fuzz/regressions/oci_layout/crash-untagged-add-drops-tag).
+        layout.add_manifest(m, &digest('a'), 10, None).unwrap();
+        assert_eq!(layout.find(Some("v1")).unwrap().digest, digest('a'));
+        assert_eq!(
+            std::fs::read(dir.path().join("index.json")).unwrap(),
+            before
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@
 //! | `list` | `read_dir`, sorted | `ListObjectsV2` with delimiter `/` (sorted by key) |
 //! | `move_to` | `rename` + fsync dirs | `CopyObject` (`UploadPartCopy` over 5 GiB) + `DeleteObject` |
 //! | `delete` | remove file or tree | `DeleteObjects` a page at a time, abort unfinished uploads |
-//! | `delete_files` | remove each file, then its directory if empty | `DeleteObjects`, 1,000 keys per call |
+//! | `delete_files` | remove each file, then its directory if empty | `DeleteObjects`, 200 keys per call |
 //! | `touch` | set the modification time (`futimens`) | `CopyObject` onto itself, metadata replaced |
 //! | `walk` | `list` + `stat`, depth first | `ListObjectsV2` without delimiter |
 //! | `map` | `mmap` (zero copy) | not available (`None`): callers stream |
@@ -194,7 +194,7 @@ pub trait StorageDriver: Send + Sync + std::fmt::Debug {
 
     /// Deletes these files (not directories); those already gone are fine. A directory left
     /// empty may go too, as on an object store. The garbage collector deletes through this, so
-    /// an object store can delete a thousand keys per request.
+    /// an object store can delete hundreds of keys per request.
     fn delete_files(&self, paths: &[DriverPath]) -> Result<(), StorageError> {
         for path in paths {
             missing_is_ok(self.delete(path))?;

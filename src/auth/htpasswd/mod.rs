@@ -84,9 +84,9 @@ impl std::fmt::Debug for HtpasswdAuth {
 }
 
 /// Credentials from a Basic header.
-struct Credentials {
-    user: String,
-    password: Vec<u8>,
+pub(crate) struct Credentials {
+    pub(crate) user: String,
+    pub(crate) password: Vec<u8>,
 }
 
 impl HtpasswdAuth {
@@ -248,7 +248,7 @@ fn stand_in_hash(cost: u32) -> String {
 
 /// The credentials of a `Basic` header (scheme case-insensitive): `None` for another scheme,
 /// `Some(None)` for a Basic header that does not decode to `user:password`.
-fn basic_credentials(header: &[u8]) -> Option<Option<Credentials>> {
+pub(crate) fn basic_credentials(header: &[u8]) -> Option<Option<Credentials>> {
     let space = header.iter().position(|b| *b == b' ')?;
     let (scheme, rest) = header.split_at(space);
     if !scheme.eq_ignore_ascii_case(b"basic") {

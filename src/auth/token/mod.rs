@@ -198,7 +198,7 @@ impl TokenAuth {
 }
 
 /// The token of a `Bearer` header (scheme case-insensitive); `None` for another scheme.
-fn bearer_token(header: &[u8]) -> Option<&[u8]> {
+pub(crate) fn bearer_token(header: &[u8]) -> Option<&[u8]> {
     let space = header.iter().position(|b| *b == b' ')?;
     let (scheme, rest) = header.split_at(space);
     scheme

@@ -111,6 +111,32 @@ fn store_login_keeps_other_entries_and_is_private() {
 }
 
 #[test]
+fn login_refuses_what_would_read_back_differently() {
+    let dir = tempfile::tempdir().unwrap();
+    // "a:b" / "c" used to be written as "a:b:c", which reads back as user "a", password "b:c"
+    // (the `auth_json` fuzz target checks what login writes; reproducers: crash-* in
+    // fuzz/regressions/auth_json/).
+    let path = dir.path().join("auth.json");
+    assert!(matches!(
+        store_login(&path, "h", "a:b", "c"),
+        Err(CredentialError::Format { .. })
+    ));
+    assert!(!path.exists());
+    // A file lookups cannot read stays as it is, rather than gaining an entry no lookup sees.
+    let broken = r#"{"auths": {"h": {"auth": 5}}}"#;
+    let path = write(dir.path(), "broken.json", broken);
+    assert!(store_login(&path, "g", "u", "p").is_err());
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), broken);
+    // A blank file is a new one.
+    let path = write(dir.path(), "blank.json", " \n");
+    store_login(&path, "g", "u", "p").unwrap();
+    assert_eq!(
+        AuthFiles::new(vec![path]).lookup("g").unwrap(),
+        Some(basic("u", "p"))
+    );
+}
+
+#[test]
 fn helpers_answer_through_docker_credential_programs() {
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("docker-credential-layerstoretest");

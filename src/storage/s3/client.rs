@@ -65,20 +65,52 @@ impl S3Client {
             .map_err(|e| unavailable("runtime", &DriverPath::root(), e.to_string()))?;
         let sdk_config = runtime.block_on(sdk_config(config));
         let sdk = aws_sdk_s3::Client::from_conf(sdk_config);
-        let key_prefix = if config.prefix.is_empty() {
-            String::new()
-        } else {
-            format!("{}/", config.prefix)
-        };
         let client = S3Client {
             sdk,
             bucket: config.bucket.clone(),
-            key_prefix,
+            key_prefix: key_prefix(config),
             unsigned_bulk: !endpoint_of(config).is_some_and(|e| e.starts_with("http://")),
             runtime: Arc::new(OwnedRuntime(Some(runtime))),
         };
         client.check_bucket(config)?;
         Ok(client)
+    }
+
+    /// A client whose requests all go to `http`, with `sleep` for its timers: the `s3_xml` fuzz
+    /// target answers them itself. Nothing is read from the AWS environment, the bucket is not
+    /// checked, and the client's own settings do not retry (the per-call overrides still do).
+    pub(crate) fn offline(
+        config: &S3Config,
+        http: aws_sdk_s3::config::SharedHttpClient,
+        sleep: aws_sdk_s3::config::SharedAsyncSleep,
+    ) -> Result<S3Client, StorageError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("layerstore-s3-offline")
+            .enable_all()
+            .build()
+            .map_err(|e| unavailable("runtime", &DriverPath::root(), e.to_string()))?;
+        let credentials = Credentials::new("offline", "offline", None, None, "offline");
+        let no_stall_checks = aws_sdk_s3::config::StalledStreamProtectionConfig::disabled();
+        let sdk_config = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(credentials)
+            .endpoint_url("http://s3.offline.invalid")
+            .force_path_style(true)
+            .http_client(http)
+            .sleep_impl(sleep)
+            .retry_config(RetryConfig::disabled())
+            .stalled_stream_protection(no_stall_checks)
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .build();
+        Ok(S3Client {
+            sdk: aws_sdk_s3::Client::from_conf(sdk_config),
+            bucket: config.bucket.clone(),
+            key_prefix: key_prefix(config),
+            unsigned_bulk: false,
+            runtime: Arc::new(OwnedRuntime(Some(runtime))),
+        })
     }
 
     /// Runs `future` on the driver's runtime and waits for its result.
@@ -176,6 +208,15 @@ impl S3Client {
                 Err(unavailable("HeadBucket", &DriverPath::root(), message))
             }
         }
+    }
+}
+
+/// `""` or `"prefix/"`.
+fn key_prefix(config: &S3Config) -> String {
+    if config.prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{}/", config.prefix)
     }
 }
 

@@ -4,6 +4,12 @@
 //! every key below a path without a delimiter and makes up the directories from the keys, in
 //! key order; a directory the visitor skips is jumped over by starting the next request after
 //! it (`StartAfter`), so skipping `_manifests` costs one request, not a page per revision.
+//!
+//! A listing cut short and taken for complete could make the store think files are gone, so
+//! a store that says "more" without saying where, or gives back the continuation token it was
+//! just asked with (it would be asked forever), is an error, as is one that lists again what
+//! a `DeleteObjects` removed. Keys outside the prefix asked for, and keys a walk has passed
+//! (a store that ignores `StartAfter` or repeats a page), are not used.
 
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 
@@ -55,7 +61,13 @@ fn list_page(
         .filter_map(|p| p.prefix().map(str::to_owned))
         .collect();
     let next = match output.is_truncated() {
-        Some(true) => output.next_continuation_token().map(str::to_owned),
+        Some(true) => Some(
+            output
+                .next_continuation_token()
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| broken(path, "a truncated listing without a continuation token"))?
+                .to_owned(),
+        ),
         _ => None,
     };
     Ok(Page {
@@ -65,21 +77,46 @@ fn list_page(
     })
 }
 
+/// An error for a store that answers a listing in a way no correct store does.
+fn broken(path: &DriverPath, what: &str) -> StorageError {
+    StorageError::Backend {
+        op: "ListObjectsV2",
+        path: path.clone(),
+        message: format!("the store's listing is broken: {what}"),
+    }
+}
+
+/// The token to ask with next: `next`, unless it is the token just used.
+fn advance(
+    used: Option<String>,
+    next: Option<String>,
+    path: &DriverPath,
+) -> Result<Option<String>, StorageError> {
+    match next {
+        Some(next) if used.as_ref() == Some(&next) => {
+            Err(broken(path, "the same continuation token again"))
+        }
+        next => Ok(next),
+    }
+}
+
 /// The direct children of `path`, sorted; [`StorageError::NotFound`] when there are none.
 pub(crate) fn list(client: &S3Client, path: &DriverPath) -> Result<Vec<DriverPath>, StorageError> {
     let prefix = client.dir_prefix(path);
     let mut children = Vec::new();
     let mut token = None;
     loop {
-        let page = list_page(client, &prefix, true, None, token, path)?;
+        let page = list_page(client, &prefix, true, None, token.clone(), path)?;
         let keys = page.objects.into_iter().map(|(key, _, _)| key);
-        children.extend(keys.chain(page.prefixes).filter_map(|k| client.path_of(&k)));
-        token = page.next;
+        let below = keys.chain(page.prefixes).filter(|k| k.starts_with(&prefix));
+        children.extend(below.filter_map(|k| client.path_of(&k)));
+        token = advance(token, page.next, path)?;
         if token.is_none() {
             break;
         }
     }
-    children.retain(|child| child != path);
+    // What a correct store lists with the delimiter, and nothing else: one level below.
+    children.retain(|child| child.parent().as_ref() == Some(path));
     if children.is_empty() {
         return Err(match super::object_size(client, path)? {
             Some(_) => StorageError::NotADirectory(path.clone()),
@@ -125,12 +162,21 @@ pub(crate) fn walk(
     let mut start_after = None;
     let mut token = None;
     let mut seen_any = false;
+    // Keys up to here are done: visited, or in a skipped directory.
+    let mut floor: Option<String> = None;
     loop {
-        let page = list_page(client, &base, false, start_after.take(), token.take(), path)?;
+        let used = token.take();
+        let page = list_page(client, &base, false, start_after.take(), used.clone(), path)?;
         let mut restart = None;
         for (key, size, modified) in page.objects {
+            let Some(relative) = key.strip_prefix(&base) else {
+                continue; // not below the prefix asked for
+            };
+            if floor.as_ref().is_some_and(|floor| key <= *floor) {
+                continue; // listed before, or after StartAfter ignored
+            }
+            floor = Some(key.clone());
             seen_any = true;
-            let relative = &key[base.len()..];
             if relative.is_empty() || relative.ends_with('/') {
                 continue; // a "directory marker" object some tools write
             }
@@ -144,7 +190,8 @@ pub(crate) fn walk(
             open.truncate(common);
             for dir in &dirs[common..] {
                 let dir_key = format!("{base}{}{dir}", prefix_of(&open));
-                let Some(dir_path) = client.path_of(&dir_key) else {
+                // An empty component (`a//b`) is no directory of its own.
+                let Some(dir_path) = client.path_of(&dir_key).filter(|p| p.name() == *dir) else {
                     break;
                 };
                 let info = FileInfo {
@@ -154,7 +201,9 @@ pub(crate) fn walk(
                     modified,
                 };
                 if visit(&info)? == WalkControl::SkipDir {
-                    restart = Some(format!("{dir_key}/{AFTER_EVERYTHING}"));
+                    let after = format!("{dir_key}/{AFTER_EVERYTHING}");
+                    floor = Some(after.clone());
+                    restart = Some(after);
                     break;
                 }
                 open.push((*dir).to_owned());
@@ -175,7 +224,7 @@ pub(crate) fn walk(
                 visit(&info)?;
             }
         }
-        match (restart, page.next) {
+        match (restart, advance(used, page.next, path)?) {
             (Some(after), _) => start_after = Some(after),
             (None, Some(next)) => token = Some(next),
             (None, None) => break,
@@ -196,15 +245,29 @@ fn prefix_of(open: &[String]) -> String {
 pub(crate) fn delete_below(client: &S3Client, path: &DriverPath) -> Result<bool, StorageError> {
     let prefix = client.dir_prefix(path);
     let mut found = false;
+    let mut deleted: Vec<String> = Vec::new();
     loop {
         // Always the first page: what it names is deleted before the next request.
         let page = list_page(client, &prefix, false, None, None, path)?;
-        if page.objects.is_empty() {
+        let keys: Vec<String> = page
+            .objects
+            .into_iter()
+            .map(|(k, _, _)| k)
+            .filter(|k| k.starts_with(&prefix))
+            .collect();
+        if keys.is_empty() {
             break;
+        }
+        if keys.iter().any(|k| deleted.binary_search(k).is_ok()) {
+            return Err(broken(
+                path,
+                "keys listed again after DeleteObjects removed them",
+            ));
         }
         found = true;
         let more = page.next.is_some();
-        let keys: Vec<String> = page.objects.into_iter().map(|(k, _, _)| k).collect();
+        deleted.clone_from(&keys);
+        deleted.sort();
         delete_keys(client, keys, path)?;
         if !more {
             break;
@@ -225,7 +288,24 @@ pub(crate) fn delete_below(client: &S3Client, path: &DriverPath) -> Result<bool,
     Ok(found)
 }
 
+/// Keys per `DeleteObjects` request. S3 takes up to 1,000, but a request of 1,000 can take
+/// longer than the per-attempt timeout on a small cluster (measured: over 10 s on a local
+/// 3-node Garage), so deletes go in smaller requests, each well within it.
+const DELETE_BATCH: usize = 200;
+
+/// Deletes `keys`, [`DELETE_BATCH`] per request.
 pub(crate) fn delete_keys(
+    client: &S3Client,
+    keys: Vec<String>,
+    path: &DriverPath,
+) -> Result<(), StorageError> {
+    for batch in keys.chunks(DELETE_BATCH) {
+        delete_batch(client, batch.to_vec(), path)?;
+    }
+    Ok(())
+}
+
+fn delete_batch(
     client: &S3Client,
     keys: Vec<String>,
     path: &DriverPath,

@@ -61,6 +61,20 @@ impl S3Driver {
         })
     }
 
+    /// A driver whose requests all go to `http` (see [`S3Client::offline`]): the `s3_xml` fuzz
+    /// target's, answering with its input.
+    pub(crate) fn offline(
+        config: S3Config,
+        http: aws_sdk_s3::config::SharedHttpClient,
+        sleep: aws_sdk_s3::config::SharedAsyncSleep,
+    ) -> Result<S3Driver, StorageError> {
+        Ok(S3Driver {
+            client: S3Client::offline(&config, http, sleep)?,
+            part_size: config.part_size.max(MIN_PART_SIZE),
+            redirect: config.redirect,
+        })
+    }
+
     /// The multipart part size in use.
     pub fn part_size(&self) -> u64 {
         self.part_size

@@ -36,7 +36,22 @@ pub(crate) struct Multipart {
 impl Multipart {
     /// Bytes in all parts.
     pub(crate) fn size(&self) -> u64 {
-        self.parts.iter().map(|p| p.size).sum()
+        total_size(&self.parts)
+    }
+}
+
+/// Bytes in `parts`. Saturating: the sizes are the store's word, and no real sum comes near.
+pub(crate) fn total_size(parts: &[Part]) -> u64 {
+    parts.iter().fold(0u64, |sum, p| sum.saturating_add(p.size))
+}
+
+/// An error for a store whose listing of uploads or parts would never end, or would end short
+/// while saying there is more.
+fn broken_listing(op: &'static str, path: &DriverPath, what: &str) -> StorageError {
+    StorageError::Backend {
+        op,
+        path: path.clone(),
+        message: format!("the store's listing is broken: {what}"),
     }
 }
 
@@ -105,13 +120,22 @@ pub(crate) fn list_uploads(
         if page.is_truncated() != Some(true) {
             return Ok(found);
         }
-        markers = (
+        let next = (
             page.next_key_marker().map(str::to_owned),
             page.next_upload_id_marker().map(str::to_owned),
         );
-        if markers.0.is_none() {
-            return Ok(found);
+        let op = "ListMultipartUploads";
+        if next.0.is_none() {
+            return Err(broken_listing(
+                op,
+                path,
+                "truncated without a next key marker",
+            ));
         }
+        if next == markers {
+            return Err(broken_listing(op, path, "the same markers again"));
+        }
+        markers = next;
     }
 }
 
@@ -141,10 +165,21 @@ fn list_parts(
                 size: part.size().unwrap_or_default().max(0) as u64,
             });
         }
-        marker = page.next_part_number_marker().map(str::to_owned);
-        if page.is_truncated() != Some(true) || marker.is_none() {
+        if page.is_truncated() != Some(true) {
             break;
         }
+        let next = page.next_part_number_marker().map(str::to_owned);
+        if next.is_none() {
+            return Err(broken_listing(
+                "ListParts",
+                path,
+                "truncated without a next marker",
+            ));
+        }
+        if next == marker {
+            return Err(broken_listing("ListParts", path, "the same marker again"));
+        }
+        marker = next;
     }
     parts.sort_by_key(|p| p.number);
     // Parts are numbered from 1 in file order, and a writer uploads two at a time: a crash can
@@ -285,7 +320,7 @@ fn longest_run(
 ) -> Result<Option<u64>, StorageError> {
     for keep in (1..=parts.len()).rev() {
         let run = &parts[..keep];
-        let size: u64 = run.iter().map(|p| p.size).sum();
+        let size = total_size(run);
         if size < floor {
             break;
         }

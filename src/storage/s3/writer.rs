@@ -213,7 +213,7 @@ impl S3Writer {
         let mut parts = self.parts.clone();
         parts.push(snapshot);
         multipart::complete(&self.client, &self.key, &id, &parts, &self.path)?;
-        let whole: u64 = self.parts.iter().map(|p| p.size).sum();
+        let whole = multipart::total_size(&self.parts);
         let upload_id = multipart::create(&self.client, &self.key, &self.path)?;
         // Whole parts are at least MIN_PART_SIZE each, so `whole` is 0 or a valid copy size.
         let copied = if whole > 0 {
@@ -474,7 +474,7 @@ impl FileWriter for S3Writer {
                 break; // reported again by the next write or sync
             }
         }
-        let whole: u64 = self.parts.iter().map(|p| p.size).sum();
+        let whole = multipart::total_size(&self.parts);
         match (&self.pending, &self.tail_etag) {
             (Pending::None, Some(_)) => whole + self.tail.len() as u64,
             (Pending::None, None) => whole,
