@@ -47,23 +47,34 @@ impl Store {
     /// Every repository, in distribution's catalog order (`/` sorts lowest). A directory is a
     /// repository when it holds a `_layers` directory, as in distribution.
     pub fn repositories(&self) -> Result<Vec<RepositoryName>, StoreError> {
+        let mut found = self.repositories_holding(&["_layers"])?;
+        found.sort_by(|a, b| catalog_order(a.as_str(), b.as_str()));
+        Ok(found)
+    }
+
+    /// The directories below `repositories/` holding a directory named one of `markers`, as
+    /// repository names, in walk order, each once. Nothing below a `_` directory counts.
+    pub(crate) fn repositories_holding(
+        &self,
+        markers: &[&str],
+    ) -> Result<Vec<RepositoryName>, StoreError> {
         let root = PathSpec::RepositoriesRoot.to_path()?;
         let prefix_len = root.as_str().len() + 1;
-        let mut found = Vec::new();
+        let mut found: Vec<RepositoryName> = Vec::new();
         let mut visit = |info: &FileInfo| {
             if !info.is_dir {
                 return Ok(WalkControl::Continue);
             }
             let name = info.path.name();
-            if name == "_layers" {
+            if markers.contains(&name) {
                 if let Some(repo) = info.path.parent() {
                     let relative = repo.as_str().get(prefix_len..).unwrap_or_default();
-                    if let Ok(repo) = RepositoryName::parse(relative) {
-                        found.push(repo);
+                    match RepositoryName::parse(relative) {
+                        Ok(repo) if found.last() != Some(&repo) => found.push(repo),
+                        _ => {}
                     }
                 }
             }
-            // Nothing below a `_` directory is a repository.
             Ok(if name.starts_with('_') {
                 WalkControl::SkipDir
             } else {
@@ -71,7 +82,6 @@ impl Store {
             })
         };
         missing_is_ok(self.driver.walk(&root, &mut visit))?;
-        found.sort_by(|a, b| catalog_order(a.as_str(), b.as_str()));
         Ok(found)
     }
 

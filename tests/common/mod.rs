@@ -8,6 +8,7 @@ pub mod certs;
 pub mod faults;
 pub mod garage;
 pub mod process;
+pub mod rng;
 pub mod token_server;
 
 use std::net::SocketAddr;

@@ -117,7 +117,7 @@ impl Client {
     fn new_blob(&mut self, low: usize, high: usize) -> Blob {
         self.made += 1;
         let len = self.rng.between(low, high);
-        Blob::new(self.rng.next() ^ self.made, len)
+        Blob::new(self.rng.next_u64() ^ self.made, len)
     }
 
     /// Pushes an image to `repo` under `tag`, or by digest.

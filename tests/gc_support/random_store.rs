@@ -48,41 +48,7 @@ pub enum Shape {
     Plain,
 }
 
-/// A small deterministic generator (splitmix64): the same seed builds the same store.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-
-    /// A number in `low..=high`.
-    pub fn range(&mut self, low: usize, high: usize) -> usize {
-        low + self.below(high - low + 1)
-    }
-
-    /// True `percent` times in a hundred.
-    pub fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-
-    pub fn pick<T: Clone>(&mut self, items: &[T]) -> Option<T> {
-        (!items.is_empty()).then(|| items[self.below(items.len())].clone())
-    }
-}
+use crate::common::rng::Rng;
 
 /// Builds a random store of `shape` from `seed` in `store` (which must be empty).
 pub fn build(store: &Store, seed: u64, shape: Shape) -> Model {
@@ -99,10 +65,10 @@ pub fn build(store: &Store, seed: u64, shape: Shape) -> Model {
             orphans: BTreeSet::new(),
         },
     };
-    let repositories = generator.rng.range(8, 14);
+    let repositories = generator.rng.between(8, 14);
     for i in 0..repositories {
         generator.add_repository(&repo_name(i));
-        let steps = generator.rng.range(5, 12);
+        let steps = generator.rng.between(5, 12);
         for _ in 0..steps {
             generator.step(i);
         }
@@ -229,7 +195,7 @@ impl Generator<'_> {
         let config = self.fresh("config");
         let config = self.upload(r, &config);
         let mut layers = Vec::new();
-        for _ in 0..self.rng.range(1, 3) {
+        for _ in 0..self.rng.between(1, 3) {
             let bytes = if self.rng.chance(40) {
                 let i = self.rng.below(SHARED_LAYERS);
                 format!("shared layer {i} of seed {}", self.model.seed).into_bytes()
@@ -306,7 +272,7 @@ impl Generator<'_> {
     ) -> Digest {
         let mut descriptors = Vec::new();
         let mut children = Vec::new();
-        for i in 0..self.rng.range(1, 3) {
+        for i in 0..self.rng.between(1, 3) {
             let child = self.push_child(r, docker, depth);
             let pushed = &self.model.manifests[&child];
             let architecture = ["amd64", "arm64", "s390x"][i];

@@ -104,32 +104,7 @@ pub(super) fn mark(run: &Run<'_>, report: &mut GcReport) -> Result<Marks, StoreE
 /// Every repository: a directory holding `_layers` (distribution's rule) or `_manifests`
 /// (a repository whose blob links were all deleted still has manifests to keep).
 pub(super) fn repositories(run: &Run<'_>) -> Result<Vec<RepositoryName>, StoreError> {
-    let root = PathSpec::RepositoriesRoot.to_path()?;
-    let prefix_len = root.as_str().len() + 1;
-    let mut found = Vec::new();
-    let mut visit = |info: &FileInfo| {
-        if !info.is_dir {
-            return Ok(WalkControl::Continue);
-        }
-        let name = info.path.name();
-        if name == "_layers" || name == "_manifests" {
-            let repo = info.path.parent().expect("below the root");
-            let relative = repo.as_str().get(prefix_len..).unwrap_or_default();
-            if let Ok(repo) = RepositoryName::parse(relative) {
-                if found.last() != Some(&repo) {
-                    found.push(repo);
-                }
-            }
-        }
-        Ok(if name.starts_with('_') {
-            WalkControl::SkipDir
-        } else {
-            WalkControl::Continue
-        })
-    };
-    missing_is_ok(run.store.driver.walk(&root, &mut visit))?;
-    found.dedup();
-    Ok(found)
+    run.store.repositories_holding(&["_layers", "_manifests"])
 }
 
 /// One repository's share of the marks.
