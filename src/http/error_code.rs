@@ -281,7 +281,11 @@ mod tests {
     #[test]
     fn every_kind_is_sent_with_a_spec_code() {
         for kind in ALL {
-            assert!(SPEC_CODES.contains(&kind.as_str()), "{kind:?}: {}", kind.as_str());
+            assert!(
+                SPEC_CODES.contains(&kind.as_str()),
+                "{kind:?}: {}",
+                kind.as_str()
+            );
             // The list above is exhaustive: this match fails to compile when a kind is added.
             match kind {
                 ErrorCode::BlobUnknown
