@@ -5,31 +5,35 @@
 # 1. benches/gc_store.py writes one store of BLOBS blobs and MANIFESTS manifests (about 20%
 #    garbage, everything a day old) and what each collector should delete.
 # 2. For each of RUNS runs, each mode (default, --delete-untagged) and each collector (the order
-#    alternates between runs): a fresh `cp -a` of the store and a `sync`, outside the timing (so
-#    both collectors find the store in the page cache, clean), then the timed collection on the
-#    copy: `layerstore gc --offline --grace 0s [--delete-untagged] --json` and
+#    alternates between runs): a copy of the store made equal to it again and synced, outside the
+#    timing (so both collectors find it in the page cache, clean), then the timed collection on
+#    the copy: `layerstore gc --offline --grace 0s [--delete-untagged] --json` and
 #    `docker-registry garbage-collect [--delete-untagged] CONFIG`, real deletes. The blobs and
 #    manifests each deleted are checked against the generator's expectation for that collector.
-# 3. Unless PUSH_ROUNDS=0: one copy, collected once (so later collections find no old garbage:
+# 3. Unless PUSH_ROUNDS=0: the copy, collected once (so later collections find no old garbage:
 #    each is the full mark and the full enumeration of the blob store, deleting nothing; the
-#    pushed blobs are young), served by `layerstore serve`, collected again after each window; `layerstore bench --only small-push` for PUSH_SECONDS without and
-#    with `layerstore gc --grace 2h` running back to back, alternating, PUSH_ROUNDS rounds; then
-#    the same with MONO_PUSHES monolithic pushes of a MONO_SIZE blob per window (MONO_PUSHES=0
-#    skips them).
+#    pushed blobs are young), served by `layerstore serve`. Per window: `layerstore bench --only
+#    small-push` for PUSH_SECONDS, then MONO_PUSHES monolithic pushes of a MONO_SIZE blob
+#    (MONO_PUSHES=0 skips them), without or with collections beside them (GC_MODE), alternating,
+#    PUSH_ROUNDS rounds; the pushed blobs are collected after each window, so each starts from
+#    the same store.
 # Prints the machine, the commands, medians and ratios as markdown.
 #
 # Usage: benches/gc_compare.sh [BLOBS] [MANIFESTS] [RUNS]   (default 100000 10000 3; RUNS=0
 # skips the collections' timing)
 # Environment: GC_BENCH_DIR (default /tmp: where the store and its copy go, about 2 GB each at
 # the default size, plus up to 2 GB of pushes), GC_STORE (reuse a store gc_store.py wrote),
-# PUSH_ROUNDS (3), PUSH_SECONDS (20), MONO_PUSHES (5), MONO_SIZE (64M), GC_PREFIX (a command
-# the background collections run under, e.g. "nice -n 19"), KEEP=1 (keep the work directory),
-# CARGO_TARGET_DIR.
+# PUSH_ROUNDS (3), PUSH_SECONDS (20), MONO_PUSHES (5), MONO_SIZE (64M), GC_MODE (cli: the
+# collections beside the pushes are `layerstore gc` back to back, 4 threads; serve: the server's
+# own, `serve --gc-interval 1s --gc-grace 2h`, one thread, restarted per window), GC_PREFIX (with
+# GC_MODE=cli, a command the collections run under, e.g. "nice -n 19"), KEEP=1 (keep the work
+# directory), CARGO_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 blobs=${1:-100000}; manifests=${2:-10000}; runs=${3:-3}
 push_rounds=${PUSH_ROUNDS:-3}; push_seconds=${PUSH_SECONDS:-20}
-mono_pushes=${MONO_PUSHES:-5}; mono_size=${MONO_SIZE:-64M}
+mono_pushes=${MONO_PUSHES:-5}; mono_size=${MONO_SIZE:-64M}; gc_mode=${GC_MODE:-cli}
+case $gc_mode in cli | serve) ;; *) echo "GC_MODE: cli or serve" >&2; exit 2 ;; esac
 target=${CARGO_TARGET_DIR:-$(pwd)/target}
 
 cargo build --release --quiet
@@ -112,27 +116,53 @@ load_collect=$(cut -d' ' -f1-3 /proc/loadavg)
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# Pushes for one window, with or without collections running back to back beside them.
+# Starts `layerstore serve` on the copy with extra flags; its log goes to $work/serve.log.
+start_server() {
+    port=$(free_port)
+    "$bin" serve --listen "127.0.0.1:$port" --root "$copy" --secret gcbench "$@" >"$work/serve.log" 2>&1 &
+    serve_pid=$!; pids+=("$serve_pid")
+    for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/v2/" && return 0; sleep 0.1; done
+    echo "layerstore serve did not start" >&2; exit 1
+}
+
+stop_server() {
+    kill "$serve_pid"
+    wait "$serve_pid" || true
+}
+
+# Pushes for one window, with or without collections beside them: `layerstore gc` back to back
+# (GC_MODE=cli), or the server's own collector (GC_MODE=serve: --gc-interval 1s).
 push_window() {
     local gc=$1 round=$2 loop=
-    if [ "$gc" = on ]; then
+    if [ "$gc_mode" = serve ]; then
+        stop_server
+        if [ "$gc" = on ]; then start_server --gc-interval 1s --gc-grace 2h; else start_server; fi
+    elif [ "$gc" = on ]; then
         rm -f "$work/stop"
         (while [ ! -e "$work/stop" ]; do
             /usr/bin/time -f '%e' -a -o "$work/gc-durations-$round" \
                 ${GC_PREFIX:-} "$bin" gc --root "$copy" --grace 2h --json >"$work/gc-last.json"
         done) &
         loop=$!
-        sleep 2
     fi
+    if [ "$gc" = on ]; then sleep 2; fi
+    local started
+    started=$(date +%s.%N)
     "$bin" bench --url "http://127.0.0.1:$port" --only small-push --small-seconds "$push_seconds" \
         --server-pid "$serve_pid" --json >"$work/push-small-$gc-$round.json"
     for n in $(seq "$mono_pushes"); do
         "$bin" bench --url "http://127.0.0.1:$port" --only push-monolithic --blob-size "$mono_size" \
             --json >"$work/push-mono-$gc-$round-$n.json"
     done
+    echo "$gc $started $(date +%s.%N)" >>"$work/windows"
     if [ -n "$loop" ]; then
         touch "$work/stop"
         wait "$loop"
+    fi
+    if [ "$gc_mode" = serve ]; then
+        stop_server
+        grep 'garbage collection finished' "$work/serve.log" >>"$work/gc-serve-log-$round" || true
+        start_server
     fi
     # The pushed blobs are referenced by nothing: collect them (nothing writes now), so every
     # window starts from the same store and the disk does not fill up.
@@ -142,10 +172,7 @@ push_window() {
 if [ "$push_rounds" -gt 0 ]; then
     fresh_copy
     "$bin" gc --root "$copy" --offline --grace 0s --json >/dev/null
-    port=$(free_port)
-    "$bin" serve --listen "127.0.0.1:$port" --root "$copy" --secret gcbench >"$work/serve.log" 2>&1 &
-    serve_pid=$!; pids+=("$serve_pid")
-    for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/v2/" && break; sleep 0.1; done
+    start_server
     for round in $(seq "$push_rounds"); do
         if [ $((round % 2)) = 1 ]; then order="off on"; else order="on off"; fi
         for gc in $order; do
@@ -158,7 +185,7 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
 echo "## Garbage collection: layerstore gc vs distribution 2.8 garbage-collect ($(date -u +%Y-%m-%dT%H:%MZ))"
 echo
-echo "\`benches/gc_compare.sh $blobs $manifests $runs\` (PUSH_ROUNDS=$push_rounds PUSH_SECONDS=$push_seconds MONO_PUSHES=$mono_pushes MONO_SIZE=$mono_size${GC_PREFIX:+ GC_PREFIX=\"$GC_PREFIX\"}),"
+echo "\`benches/gc_compare.sh $blobs $manifests $runs\` (PUSH_ROUNDS=$push_rounds PUSH_SECONDS=$push_seconds MONO_PUSHES=$mono_pushes MONO_SIZE=$mono_size GC_MODE=$gc_mode${GC_PREFIX:+ GC_PREFIX=\"$GC_PREFIX\"}),"
 echo "layerstore $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src || echo ' (with uncommitted changes in src/)'), $(docker-registry --version | cut -d' ' -f3)."
 echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/ {print $2}') GiB,"
 echo "Linux $(uname -r); store on $(df -T "$work" | awk 'NR==2 {print $2 " (" $1 ")"}'); load average at the start $load_start,"
@@ -224,10 +251,17 @@ if push_rounds:
         o, n = mono("off"), mono("on")
         print(f"| push-monolithic, MB/s ({len(o)} pushes each) | {med(o):.0f} | {med(n):.0f} | **{med(n) / med(o):.2f}** |")
     durations = [float(x) for f in glob.glob(f"{work}/gc-durations-*") for x in open(f).read().split()]
-    last = json.load(open(f"{work}/gc-last.json"))
-    print(f"\nCollections beside the pushes: {len(durations)}, median {med(durations):.2f} s each "
-          f"(the last: {last['repositories']} repositories, {last['blobs_marked']:,} blobs marked, "
-          f"{last['kept_young']:,} young blobs kept, {len(last['blobs'])} deleted).")
+    durations += [float(x) for f in glob.glob(f"{work}/gc-serve-log-*")
+                  for x in re.findall(r"; (\d+\.\d+) s", open(f).read())]
+    line = f"\nCollections beside the pushes: {len(durations)}, median {med(durations or [0]):.2f} s each"
+    if glob.glob(f"{work}/gc-last.json"):
+        last = json.load(open(f"{work}/gc-last.json"))
+        line += (f" (the last: {last['repositories']} repositories, {last['blobs_marked']:,} blobs "
+                 f"marked, {last['kept_young']:,} young blobs kept, {len(last['blobs'])} deleted)")
+    on_seconds = sum(float(b) - float(a) for g, a, b in
+                     (l.split() for l in open(f"{work}/windows")) if g == "on")
+    print(line + f"; collecting {min(1, sum(durations) / on_seconds):.0%} of the time the pushes "
+          f"with GC ran ({on_seconds:.0f} s).")
 for f in failures:
     print(f"\nMISMATCH: {f}")
 sys.exit(1 if failures else 0)

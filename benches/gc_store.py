@@ -59,6 +59,7 @@ class Writer:
         self.base = os.path.join(root, *V2)
         self.mtime = mtime
         self.files = 0
+        self.orphans = 0
         self.sizes = {}
 
     def _write(self, path, content):
@@ -178,7 +179,7 @@ def layer_budget(args, by_repo):
     return images, pool, mean
 
 
-def content_config(image, rng):
+def content_config(rng):
     arch = rng.choice(PLATFORMS)[0]
     return json.dumps({
         "architecture": arch, "os": "linux",
@@ -197,7 +198,7 @@ def descriptor(w, media_type, digest, extra=None):
 
 def write_image(w, image, base_pool, n_layers, rng):
     """Config, layers and manifest of one image; returns nothing (fills `image`)."""
-    image.config = w.blob(content_config(image, rng))
+    image.config = w.blob(content_config(rng))
     bases = rng.sample(base_pool, min(len(base_pool), rng.randint(1, 3)))
     image.layers = bases + [w.blob(os.urandom(rng.randint(1024, 4096))) for _ in range(n_layers)]
     layer_type = DOCKER_LAYER if image.docker else OCI_LAYER
@@ -242,6 +243,7 @@ def write_store(args, rng):
     # Orphans: what is left of the budget once the manifests' blobs are counted.
     planned = args.manifests + len(images) + pool_size + sum(layers_of.values())
     orphans = max(0, args.blobs - planned)
+    w.orphans = orphans
     links = {repo: set() for repo in by_repo}
     for repo, tops in by_repo.items():
         for top in tops:
@@ -348,6 +350,7 @@ def main():
     w, by_repo, tags = write_store(args, random.Random(args.seed))
     result = expected(w, by_repo, tags)
     result["files"] = w.files
+    result["orphans"] = w.orphans
     result["seconds"] = round(time.time() - started, 1)
     with open(os.path.join(args.root, "gc_store.json"), "w") as f:
         json.dump(result, f, indent=2)
