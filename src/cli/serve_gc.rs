@@ -46,6 +46,16 @@ pub struct GcTable {
     touch_after: Option<String>,
 }
 
+impl GcTable {
+    /// No `[gc]` table: every setting from the flags or the defaults.
+    const EMPTY: GcTable = GcTable {
+        interval: None,
+        grace: None,
+        delete_untagged: None,
+        touch_after: None,
+    };
+}
+
 /// The settings, resolved.
 #[derive(Debug, Clone)]
 pub struct GcSettings {
@@ -60,23 +70,16 @@ pub struct GcSettings {
 impl GcArgs {
     /// The flags, else the config file; refuses a grace shorter than the touch interval allows.
     pub fn resolve(&self, file: Option<&GcTable>) -> Result<GcSettings, String> {
-        let table = file.map(|t| {
-            (
-                t.interval.as_deref(),
-                t.grace.as_deref(),
-                t.touch_after.as_deref(),
-            )
-        });
-        let (interval, grace, touch) = table.unwrap_or_default();
-        let parse = |text: Option<&str>| text.map(parse_duration).transpose();
-        let interval = self.gc_interval.or(parse(interval)?);
+        let table = file.unwrap_or(&GcTable::EMPTY);
+        let parse = |text: &Option<String>| text.as_deref().map(parse_duration).transpose();
+        let interval = self.gc_interval.or(parse(&table.interval)?);
         let grace = self
             .gc_grace
-            .or(parse(grace)?)
+            .or(parse(&table.grace)?)
             .unwrap_or(GcOptions::default().grace);
         let touch_after = self
             .gc_touch_after
-            .or(parse(touch)?)
+            .or(parse(&table.touch_after)?)
             .unwrap_or(DEFAULT_TOUCH_AFTER);
         if touch_after < Duration::from_secs(1) {
             return Err("--gc-touch-after must be at least 1s".into());
@@ -91,8 +94,7 @@ impl GcArgs {
                 touch_after.as_secs()
             ));
         }
-        let delete_untagged =
-            self.gc_delete_untagged || file.and_then(|t| t.delete_untagged) == Some(true);
+        let delete_untagged = self.gc_delete_untagged || table.delete_untagged == Some(true);
         Ok(GcSettings {
             interval,
             options: GcOptions {

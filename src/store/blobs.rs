@@ -180,10 +180,17 @@ impl Store {
         // An old blob is touched (and a collection's claim on it waited for) before it is
         // linked, so a collection running now keeps it (`docs/gc.md`).
         let info = loop {
-            let info = self.stat_blob(from, digest)?;
-            let mut dep: Vec<_> = self.blob_dependency(from, digest)?.into_iter().collect();
-            if !self.hold(&mut dep)? {
-                break info;
+            let canonical = self.resolve(from, digest)?;
+            let data = PathSpec::BlobData { digest: &canonical }.to_path()?;
+            let Some(dep) = self.dependency(data)? else {
+                return Err(StoreError::BlobUnknown(digest.clone()));
+            };
+            let size = dep.size;
+            if !self.hold(&mut [dep])? {
+                break BlobInfo {
+                    digest: canonical,
+                    size,
+                };
             }
         };
         self.link_blob(to, digest, &info.digest)?;

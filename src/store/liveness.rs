@@ -45,6 +45,24 @@ const MAX_DEPENDENCIES: usize = 100_000;
 pub(crate) struct Dependency {
     pub(crate) path: DriverPath,
     pub(crate) modified: SystemTime,
+    /// Its size when looked at.
+    pub(crate) size: u64,
+}
+
+/// The file at `path` as a dependency, or `None` if there is no file.
+pub(crate) fn dependency(
+    driver: &dyn StorageDriver,
+    path: DriverPath,
+) -> Result<Option<Dependency>, StorageError> {
+    match driver.stat(&path) {
+        Ok(info) if !info.is_dir => Ok(Some(Dependency {
+            path,
+            modified: info.modified,
+            size: info.size,
+        })),
+        Ok(_) | Err(StorageError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Touches each dependency older than `touch_after`, waits until no collection claims any of
@@ -134,31 +152,14 @@ pub(crate) fn publish_blob(
     source: &DriverPath,
     blob: &DriverPath,
     size: u64,
-) -> Result<(), StorageError> {
+) -> Result<(), StoreError> {
     loop {
-        let existing = match driver.stat(blob) {
-            Ok(info) if !info.is_dir && info.size == size => Some(info.modified),
-            Ok(_) | Err(StorageError::NotFound(_)) => None,
-            Err(e) => return Err(e),
+        let existing = dependency(driver, blob.clone())?.filter(|d| d.size == size);
+        let Some(existing) = existing else {
+            return Ok(driver.move_to(source, blob)?);
         };
-        let Some(modified) = existing else {
-            return driver.move_to(source, blob);
-        };
-        let mut dep = [Dependency {
-            path: blob.clone(),
-            modified,
-        }];
-        match hold(driver, touch_after, &mut dep) {
-            Ok(false) => return Ok(()), // dedupe: the blob stays, the upload's copy goes
-            Ok(true) => continue,
-            Err(StoreError::Storage(e)) => return Err(e),
-            Err(e) => {
-                return Err(StorageError::Unavailable {
-                    op: "publish",
-                    path: blob.clone(),
-                    message: e.to_string(),
-                })
-            }
+        if !hold(driver, touch_after, &mut [existing])? {
+            return Ok(()); // dedupe: the blob stays, the upload's copy goes
         }
     }
 }
@@ -188,16 +189,9 @@ impl Store {
         hold_fresh(&*self.driver, self.touch_after, deps)
     }
 
-    /// The file at `path` as a dependency, or `None` if there is no file.
+    /// [`dependency`] on this store's driver.
     pub(crate) fn dependency(&self, path: DriverPath) -> Result<Option<Dependency>, StoreError> {
-        match self.driver.stat(&path) {
-            Ok(info) if !info.is_dir => Ok(Some(Dependency {
-                path,
-                modified: info.modified,
-            })),
-            Ok(_) | Err(StorageError::NotFound(_)) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        Ok(dependency(&*self.driver, path)?)
     }
 
     /// Everything a live manifest `digest` of `repo` keeps alive, as dependencies: its

@@ -279,17 +279,13 @@ impl Store {
         bytes: &[u8],
     ) -> Result<Option<Dependency>, StoreError> {
         let path = PathSpec::BlobData { digest }.to_path()?;
-        match self.driver.stat(&path) {
-            Ok(info) if !info.is_dir && info.size == bytes.len() as u64 => Ok(Some(Dependency {
-                path,
-                modified: info.modified,
-            })),
-            Ok(_) | Err(StorageError::NotFound(_)) => {
-                self.driver.put_content(&path, bytes)?;
-                Ok(None)
-            }
-            Err(e) => Err(e.into()),
+        let existing = self
+            .dependency(path.clone())?
+            .filter(|d| d.size == bytes.len() as u64);
+        if existing.is_none() {
+            self.driver.put_content(&path, bytes)?;
         }
+        Ok(existing)
     }
 
     /// Points `tag` at `digest`: the history entry first, then `current`, as distribution does.

@@ -438,8 +438,10 @@ impl Upload {
         match publish_blob(&*self.driver, self.touch_after, &data, &blob, size) {
             Ok(()) => Ok(()),
             // Purged or cancelled by someone else while this handle was open.
-            Err(StorageError::NotFound(_)) => Err(StoreError::BlobUploadUnknown(self.id.clone())),
-            Err(e) => Err(e.into()),
+            Err(StoreError::Storage(StorageError::NotFound(_))) => {
+                Err(StoreError::BlobUploadUnknown(self.id.clone()))
+            }
+            Err(e) => Err(e),
         }
     }
 

@@ -122,7 +122,7 @@ fn mark_repository(run: &Run<'_>, repo: &RepositoryName) -> Result<RepoMarks, St
     let canonicals: HashSet<&Digest> = revisions.iter().map(|r| &r.canonical).collect();
     let summaries: HashMap<Digest, Summary> = canonicals
         .into_par_iter()
-        .map(|digest| Ok(summarize(run, repo, digest)?.map(|s| (digest.clone(), s))))
+        .map(|digest| Ok(summarize(run, digest)?.map(|s| (digest.clone(), s))))
         .collect::<Result<Vec<_>, StoreError>>()?
         .into_iter()
         .flatten()
@@ -281,12 +281,7 @@ fn tags(run: &Run<'_>, repo: &RepositoryName) -> Result<Vec<(Tag, Digest)>, Stor
 }
 
 /// Reads the manifest `digest` and keeps what the mark needs; `None` if its bytes are gone.
-fn summarize(
-    run: &Run<'_>,
-    repo: &RepositoryName,
-    digest: &Digest,
-) -> Result<Option<Summary>, StoreError> {
-    let _ = repo;
+fn summarize(run: &Run<'_>, digest: &Digest) -> Result<Option<Summary>, StoreError> {
     let path = PathSpec::BlobData { digest }.to_path()?;
     let bytes = match run.store.driver.get_content(&path) {
         Ok(bytes) => bytes,
