@@ -102,6 +102,9 @@ fn a_grace_too_short_for_live_writers_is_refused() {
     );
     let out = layerstore(&["gc", "--root", root, "--grace", "0s", "--offline"]);
     assert!(out.status.success());
+    let out = layerstore(&["gc", "--root", root, "--touch-after", "0s", "--offline"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 1s"));
     let out = layerstore(&[
         "serve",
         "--root",
