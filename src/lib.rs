@@ -24,14 +24,19 @@
 //! The binary (`src/main.rs`, `src/cli/`) is a thin clap front end over these modules.
 //! `docs/design.md` follows a byte through them.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod auth;
+#[cfg(feature = "bench")]
+#[cfg_attr(docsrs, doc(cfg(feature = "bench")))]
 pub mod bench;
 pub mod client;
 pub mod digest;
 pub mod filehash;
+#[cfg(feature = "fuzzing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fuzzing")))]
 pub mod fuzzing;
 pub mod hash;
 pub mod http;

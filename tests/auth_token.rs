@@ -317,12 +317,24 @@ fn tokens_allow_exactly_their_scopes() {
         get(&format!("/v2/copy/blobs/{layer}"), &copy_pull).status,
         404
     );
-    // No `from`: the whole registry would be searched, so only a grant of everything may.
+    // No `from`: the whole registry would be searched, so only a token that may see the whole
+    // registry (the catalog's scope) may.
     let no_from = format!("/v2/copy/blobs/uploads/?mount={layer}");
     let reply = setup
         .server
         .request("POST", &no_from, &[("authorization", &copy_only)], b"");
     assert_eq!(reply.status, 202, "mount without from");
+    let copy_and_catalog = setup.bearer(&[repo("copy", &[Pull, Push]), Scope::catalog()]);
+    let reply = setup.server.request(
+        "POST",
+        &no_from,
+        &[("authorization", &copy_and_catalog)],
+        b"",
+    );
+    assert_eq!(
+        reply.status, 201,
+        "mount without from, with the catalog's scope"
+    );
     let both = setup.bearer(&[repo("copy", &[Pull, Push]), repo("app", &[Pull])]);
     let reply = setup
         .server

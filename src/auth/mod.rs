@@ -45,18 +45,72 @@ impl Authenticator {
         authorization: Option<&[u8]>,
         needed: &[Scope],
     ) -> Result<Grant, AuthError> {
+        let identity = self.authenticate(authorization, needed).await?;
+        if !identity.grant.allows_all(needed) {
+            return Err(self.insufficient_scope(needed));
+        }
+        Ok(identity.grant)
+    }
+
+    /// Who sent the credentials in `authorization`, and what they grant, without deciding
+    /// whether that covers the request (`needed` only goes into a refusal's challenge).
+    pub async fn authenticate(
+        &self,
+        authorization: Option<&[u8]>,
+        needed: &[Scope],
+    ) -> Result<Identity, AuthError> {
         match self {
-            Authenticator::Htpasswd(htpasswd) => htpasswd
-                .authenticate(authorization)
-                .await
-                .map(|()| Grant::Everything),
-            Authenticator::Token(token) => token.authorize(authorization, needed),
+            Authenticator::Htpasswd(htpasswd) => {
+                let user = htpasswd.authenticate(authorization).await?;
+                Ok(Identity {
+                    name: Some(user),
+                    grant: Grant::Everything,
+                })
+            }
+            Authenticator::Token(token) => token.identify(authorization, needed),
+        }
+    }
+
+    /// The refusal of valid credentials that do not grant `needed`: for tokens, the 401
+    /// whose challenge names the scopes (the client then asks for a token that has them).
+    pub fn insufficient_scope(&self, needed: &[Scope]) -> AuthError {
+        match self {
+            Authenticator::Htpasswd(htpasswd) => AuthError::InsufficientScope(htpasswd.challenge()),
+            Authenticator::Token(token) => token.insufficient_scope(needed),
         }
     }
 
     /// Whether credentials travel as Basic (readable by anyone on the path without TLS).
     pub fn uses_basic(&self) -> bool {
         matches!(self, Authenticator::Htpasswd(_))
+    }
+}
+
+/// Who sent a request, once its credentials were checked, and what they grant.
+///
+/// ```
+/// use layerstore::auth::{Action, Grant, Identity, Scope};
+/// let anonymous = Identity::anonymous();
+/// assert_eq!(anonymous.name, None);
+/// assert!(anonymous.grant.allows(&Scope::repository("any/repo", &[Action::Push])));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The account: the htpasswd user, or the token's `sub` claim. `None` for a client of an
+    /// open registry (or a token without a subject).
+    pub name: Option<String>,
+    /// What the credentials grant: everything for an htpasswd user and on an open registry
+    /// (distribution's rules), a token's `access` claim otherwise.
+    pub grant: Grant,
+}
+
+impl Identity {
+    /// A client of a registry with no authentication: anyone may do anything.
+    pub fn anonymous() -> Self {
+        Identity {
+            name: None,
+            grant: Grant::Everything,
+        }
     }
 }
 

@@ -9,11 +9,8 @@ use clap::Args;
 use serde::Deserialize;
 
 use layerstore::digest::TarsumVersion;
-use layerstore::http::app::AppState;
-use layerstore::http::server::{Limits, Server};
-use layerstore::http::token::TokenSigner;
-use layerstore::storage::{http_secret, SecretSource, StorageLocation, HTTP_SECRET_PATH};
-use layerstore::store::Store;
+use layerstore::http::{Limits, RegistryBuilder, Server};
+use layerstore::storage::StorageLocation;
 
 use super::serve_auth::{AuthArgs, AuthTable};
 use super::serve_gc::{start_background, GcArgs, GcTable};
@@ -175,16 +172,22 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         std::fs::create_dir_all(root).map_err(|e| format!("{}: {e}", root.display()))?;
     }
     let gc = args.gc.resolve(file.gc.as_ref()).map_err(Failure::Usage)?;
-    let mut store = open_store(&location, s3)
+    let store = open_store(&location, s3)
         .map_err(|e| e.to_string())?
         .with_touch_after(gc.touch_after);
-    let signer = token_signer(args.secret.or(file.secret).as_deref(), &store)?;
-    if let Some(version) = args.tarsum.or(file.tarsum) {
-        store = store.with_tarsum(tarsum_version(&version)?);
+    let mut builder =
+        RegistryBuilder::new(store).delete_enabled(file.delete_enabled.unwrap_or(true));
+    if let Some(secret) = args.secret.or(file.secret) {
+        builder = builder.secret(secret);
     }
-    let mut state = AppState::new(store, signer);
-    state.delete_enabled = file.delete_enabled.unwrap_or(true);
-    state.auth = auth.map(Arc::new);
+    if let Some(version) = args.tarsum.or(file.tarsum) {
+        builder = builder.tarsum(tarsum_version(&version)?);
+    }
+    if let Some(auth) = auth {
+        builder = builder.authenticator(auth);
+    }
+    let registry = builder.build().map_err(|e| e.to_string())?;
+    let state = Arc::clone(registry.state());
     let (metrics, driver) = (Arc::clone(&state.metrics), Arc::clone(state.store.driver()));
     let stop_gc = Arc::new(std::sync::atomic::AtomicBool::new(false));
     start_background(
@@ -198,7 +201,7 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         .build()
         .map_err(|e| format!("starting the runtime: {e}"))?;
     runtime.block_on(async {
-        let mut server = Server::bind(listen, state, Limits::default())
+        let mut server = Server::bind(listen, registry, Limits::default())
             .await
             .map_err(|e| format!("listening on {listen}: {e}"))?;
         if let Some(tls) = &tls {
@@ -223,34 +226,6 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         ops.stop().await;
         served.map_err(|e| Failure::Failed(e.to_string()))
     })
-}
-
-/// The upload-token signer: the configured secret, else the one kept in the storage
-/// ([`http_secret`]). A storage that cannot keep one (read-only, say) gets a random secret with
-/// a warning, as before secrets were stored: serving pulls does not need it.
-fn token_signer(configured: Option<&str>, store: &Store) -> Result<TokenSigner, String> {
-    match http_secret(configured, store.driver().as_ref()) {
-        Ok(secret) => {
-            if secret.source() != SecretSource::Configured {
-                tracing::info!(
-                    path = HTTP_SECRET_PATH,
-                    created = secret.source() == SecretSource::Created,
-                    "no secret configured (--secret, LAYERSTORE_SECRET or the config file): \
-                     using the one kept in the storage, shared by every instance on it"
-                );
-            }
-            Ok(TokenSigner::new(secret.into_bytes()))
-        }
-        Err(e) => {
-            tracing::warn!(
-                path = HTTP_SECRET_PATH,
-                error = %e,
-                "no secret configured, and none can be kept in the storage: using a random \
-                 one; uploads cannot move to another instance or survive a restart"
-            );
-            TokenSigner::random().map_err(|e| format!("random secret: {e}"))
-        }
-    }
 }
 
 fn tarsum_version(name: &str) -> Result<TarsumVersion, String> {

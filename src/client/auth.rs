@@ -106,6 +106,7 @@ impl Auth {
     }
 
     /// The credential presented when asked, if any.
+    #[cfg_attr(not(feature = "bench"), allow(dead_code))] // only the benchmark client uses it
     pub fn credential(&self) -> Option<&Credential> {
         self.credential.as_ref()
     }

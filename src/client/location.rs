@@ -48,6 +48,7 @@ pub fn resolve_location(base: &str, location: &str) -> Result<String, ClientErro
 
 /// The path (and query) of `url` when it is on `origin` (`scheme://authority`, compared
 /// without regard to case); `None` for a URL on another scheme, host or port.
+#[cfg(feature = "bench")]
 pub(crate) fn path_on<'u>(origin: &str, url: &'u str) -> Option<&'u str> {
     let head = url.get(..origin.len())?;
     let rest = &url[origin.len()..];

@@ -50,6 +50,7 @@ pub use auth::Scopes;
 pub use blobs::BlobStream;
 pub use error::ClientError;
 pub use image::{read_layout, read_remote, ManifestNode, PlatformFilter};
+#[cfg(feature = "bench")]
 pub(crate) use location::path_on;
 pub use location::resolve_location;
 pub use manifests::{Manifest, DEFAULT_ACCEPT, MAX_MANIFEST_BYTES};

@@ -137,12 +137,14 @@ impl Registry {
     }
 
     /// `scheme://host[:port]`: the origin every registry path is appended to.
+    #[cfg_attr(not(feature = "bench"), allow(dead_code))] // only the benchmark client uses it
     pub(crate) fn origin(&self) -> &str {
         &self.inner.base
     }
 
     /// A client for the same registry with a connection pool of its own (same TLS settings
     /// and credentials, fresh token cache): a benchmark worker owns its sockets this way.
+    #[cfg_attr(not(feature = "bench"), allow(dead_code))] // only the benchmark client uses it
     pub(crate) fn with_own_pool(&self) -> Registry {
         let inner = &self.inner;
         Registry {
@@ -162,6 +164,7 @@ impl Registry {
     /// credentials, no retry, no redirect followed, any status returned. Its URI is a path
     /// on this registry (`/v2/...`, or with a path prefix) or an absolute URL. For callers that
     /// must see every answer the server gives (the benchmark verifies each one).
+    #[cfg_attr(not(feature = "bench"), allow(dead_code))] // only the benchmark client uses it
     pub(crate) async fn send_once(
         &self,
         mut request: Request<RequestBody>,

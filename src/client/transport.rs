@@ -72,6 +72,7 @@ pub struct Transport {
     client: Client<HttpsConnector<HttpConnector>, RequestBody>,
     timeout: Duration,
     /// How the pool was built, so [`Transport::separate_pool`] can build another alike.
+    #[cfg_attr(not(feature = "bench"), allow(dead_code))] // only the benchmark client uses it
     settings: PoolSettings,
 }
 
@@ -128,6 +129,7 @@ impl Transport {
 
     /// A client with the same settings and a pool of its own: its connections are not
     /// shared with this one's (a benchmark worker that must own its sockets).
+    #[cfg_attr(not(feature = "bench"), allow(dead_code))] // only the benchmark client uses it
     pub(crate) fn separate_pool(&self) -> Self {
         Self::with_settings(self.settings.clone(), self.timeout)
     }

@@ -12,11 +12,12 @@ use hyper::header::{HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
 use hyper::{Method, Request};
 use serde_json::json;
 
+use super::access_control::{AccessRequest, Decision};
 use super::app::AppState;
 use super::error::ApiError;
 use super::error_code::ErrorCode;
 use super::routes::Route;
-use crate::auth::{Action, AuthError, Challenge, Grant, Scope};
+use crate::auth::{Action, AuthError, Challenge, Identity, Scope};
 
 /// The scopes a request with `method` on `route` needs (none for `/v2/`, and none for a
 /// method the route does not have: any valid credential then gets the 405).
@@ -49,36 +50,62 @@ pub fn needed_scopes(route: &Route, method: &Method) -> Vec<Scope> {
     vec![Scope::repository(name.as_str(), actions)]
 }
 
-/// What the request's credentials allow on `route`: everything when the registry is open,
-/// else the authenticator's grant, or the 401 with its challenge. The refusal's reason is
-/// logged at debug level; it never holds a credential.
+/// Who sent the request, once its credentials are checked and the access decision
+/// ([`AccessControl`](super::AccessControl)) allowed what it needs on `route`; else the 401 (no
+/// or refused credentials, or scopes another token could grant) or the 403 `DENIED`. The
+/// refusal's reason is logged at debug level; it never holds a credential.
 pub async fn authorize<B>(
     state: &AppState,
     route: &Route,
     request: &Request<B>,
-) -> Result<Grant, ApiError> {
-    let Some(authenticator) = &state.auth else {
-        return Ok(Grant::Everything);
-    };
+) -> Result<Identity, ApiError> {
     let needed = needed_scopes(route, request.method());
-    let header = request
-        .headers()
-        .get(AUTHORIZATION)
-        .map(HeaderValue::as_bytes);
-    authenticator.authorize(header, &needed).await.map_err(|e| {
-        tracing::debug!(reason = %e, "request not authorized");
-        ApiError::from(e)
-    })
+    let identity = match &state.auth {
+        None => Identity::anonymous(),
+        Some(authenticator) => {
+            let header = request
+                .headers()
+                .get(AUTHORIZATION)
+                .map(HeaderValue::as_bytes);
+            authenticator
+                .authenticate(header, &needed)
+                .await
+                .map_err(refused)?
+        }
+    };
+    match decide(state, &identity, &needed).await {
+        Decision::Allow => Ok(identity),
+        Decision::Deny(reason) => {
+            tracing::debug!(%reason, "request denied");
+            Err(ApiError::with_message(ErrorCode::Denied, reason))
+        }
+        Decision::Unauthorized => Err(match &state.auth {
+            Some(authenticator) => refused(authenticator.insufficient_scope(&needed)),
+            None => ApiError::new(ErrorCode::Denied, None),
+        }),
+    }
 }
 
-/// Whether `grant` lets a cross-repository mount read the blob from `from`: it needs `pull`
-/// there. A mount with no `from` (the registry looks in every repository) needs a grant of
-/// everything, since it would link a blob from a repository the client may not read.
-pub fn may_mount_from(grant: &Grant, from: Option<&str>) -> bool {
-    match from {
-        Some(from) => grant.allows(&Scope::repository(from, &[Action::Pull])),
-        None => *grant == Grant::Everything,
-    }
+fn refused(e: AuthError) -> ApiError {
+    tracing::debug!(reason = %e, "request not authorized");
+    ApiError::from(e)
+}
+
+async fn decide(state: &AppState, identity: &Identity, needed: &[Scope]) -> Decision {
+    let request = AccessRequest { identity, needed };
+    state.access.decide(request).await
+}
+
+/// Whether `identity` may mount a blob from `from`: the access decision must allow `pull`
+/// there. A mount with no `from` (the registry looks in every repository) needs what the
+/// catalog needs (`registry:catalog:*`, seeing the whole registry), since it would link a blob
+/// from a repository the client may not read.
+pub async fn may_mount_from(state: &AppState, identity: &Identity, from: Option<&str>) -> bool {
+    let needed = match from {
+        Some(from) => Scope::repository(from, &[Action::Pull]),
+        None => Scope::catalog(),
+    };
+    decide(state, identity, &[needed]).await == Decision::Allow
 }
 
 impl From<AuthError> for ApiError {
@@ -188,15 +215,6 @@ mod tests {
         }
         assert!(needed_scopes(&route("/v2/"), &Method::GET).is_empty());
         assert!(needed_scopes(&route("/v2/a/tags/list"), &Method::OPTIONS).is_empty());
-    }
-
-    #[test]
-    fn mounts_need_pull_on_the_source() {
-        let pull_a = Grant::Access(vec![Scope::repository("a", &[Action::Pull])]);
-        assert!(may_mount_from(&pull_a, Some("a")));
-        assert!(!may_mount_from(&pull_a, Some("b")));
-        assert!(!may_mount_from(&pull_a, None));
-        assert!(may_mount_from(&Grant::Everything, None));
     }
 
     #[test]

@@ -79,19 +79,19 @@ pub(crate) struct RequestRecord {
     route: &'static str,
     repository: Option<String>,
     path: String,
-    peer: SocketAddr,
+    peer: Option<SocketAddr>,
     started: Instant,
     received: Arc<AtomicU64>,
     metrics: Arc<Metrics>,
 }
 
 impl RequestRecord {
-    /// Starts the record of `request` (routed as `route`) from `peer`.
-    pub(crate) fn start(
+    /// Starts the record of `request` (routed as `route`) from `peer` (when known).
+    pub(crate) fn start<B>(
         metrics: &Arc<Metrics>,
-        request: &Request<hyper::body::Incoming>,
+        request: &Request<B>,
         route: &Result<Route, RouteError>,
-        peer: SocketAddr,
+        peer: Option<SocketAddr>,
     ) -> Self {
         let id = RequestId::from_headers(request.headers());
         let span = tracing::info_span!(target: "layerstore::access", "request", id = %id);
@@ -107,6 +107,11 @@ impl RequestRecord {
             received: Arc::default(),
             metrics: Arc::clone(metrics),
         }
+    }
+
+    /// The request's id (its `X-Request-Id`).
+    pub(crate) fn id(&self) -> &str {
+        self.id.as_str()
     }
 
     /// Runs the request's handling inside its span, with its received-bytes counter.
@@ -153,7 +158,7 @@ impl RequestRecord {
             bytes_out = sent,
             bytes_in = received,
             duration_ms = elapsed.as_micros() as f64 / 1000.0,
-            peer = %self.peer,
+            peer = self.peer.map(tracing::field::display),
             request_id = %self.id,
             complete,
             "access"

@@ -5,26 +5,33 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW};
+use hyper::header::{HeaderValue, ALLOW, USER_AGENT};
 use hyper::{Method, Request, Response};
 
 use super::access;
+use super::access_control::{AccessControl, GrantedAccess};
 use super::access_log::RequestRecord;
-use super::body::Body;
+use super::body::{Body, RequestBody};
 use super::error::ApiError;
 use super::error_code::ErrorCode;
+use super::events::{EventQueue, EventRequest, Occurred};
 use super::handlers::{base, blobs, listing, manifests, uploads};
 use super::routes::Route;
 use super::token::TokenSigner;
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, Identity};
 use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// The header every response carries.
 pub const API_VERSION_HEADER: &str = "docker-distribution-api-version";
 
-/// Everything a handler needs, shared by all connections.
+/// The client's address, as a request extension. [`super::Server`] adds it to every request;
+/// an embedding server may add it too (it goes into the access log and the events).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// Everything a handler needs, shared by all connections. Usually built by
+/// [`super::RegistryBuilder`].
 #[derive(Debug)]
 pub struct AppState {
     /// The blob store.
@@ -38,14 +45,19 @@ pub struct AppState {
     pub delete_enabled: bool,
     /// Request, storage and cache metrics (the store reports to the same families).
     pub metrics: Arc<Metrics>,
-    /// Who may do what (`None`: an open registry, everyone may do everything).
+    /// Who sent a request (`None`: an open registry, every client is
+    /// [`Identity::anonymous`]).
     pub auth: Option<Arc<Authenticator>>,
+    /// What each identity may do ([`GrantedAccess`] unless the embedder has its own rules).
+    pub access: Arc<dyn AccessControl>,
+    /// Where events go, if anywhere.
+    pub(crate) events: Option<EventQueue>,
 }
 
 impl AppState {
     /// The state for `store` with upload tokens signed by `signer`, and the defaults: a 60 s
-    /// body idle timeout, DELETE allowed and no authentication. Set the public fields to
-    /// change them.
+    /// body idle timeout, DELETE allowed, no authentication, the built-in access rules and no
+    /// event sink. Set the public fields to change them.
     ///
     /// Metrics: those of `store` when it has some ([`Store::with_metrics`]), else fresh ones,
     /// given to the store too so its driver calls and cache hits are counted.
@@ -67,23 +79,32 @@ impl AppState {
             body_idle_timeout: Duration::from_secs(60),
             delete_enabled: true,
             auth: None,
+            access: Arc::new(GrantedAccess),
+            events: None,
         }
     }
 }
 
-/// Answers one request from the client at `peer`. Never fails: errors become OCI error
-/// responses.
+/// Answers one request. Never fails: errors become OCI error responses.
 ///
 /// Every response carries `X-Request-Id` (the client's, when it sent a valid one); the handling
 /// runs in a `request{id=…}` span, and the access log line and the request metrics are written
-/// when the response body is over ([`super::access_log`]).
-pub async fn handle(
-    state: Arc<AppState>,
-    request: Request<Incoming>,
-    peer: SocketAddr,
-) -> Response<Body> {
+/// when the response body is over ([`super::access_log`]). The events of a successful
+/// operation are queued for the event sink.
+pub(crate) async fn handle(state: Arc<AppState>, request: Request<RequestBody>) -> Response<Body> {
+    let peer = request.extensions().get::<ClientAddr>().map(|addr| addr.0);
     let route = Route::parse(request.uri().path());
     let record = RequestRecord::start(&state.metrics, &request, &route, peer);
+    let event_request = state.events.as_ref().map(|_| EventRequest {
+        id: record.id().to_owned(),
+        addr: peer.map(|p| p.to_string()),
+        method: request.method().to_string(),
+        user_agent: request
+            .headers()
+            .get(USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    });
     let mut response = record
         .scope(async {
             let result = match route {
@@ -93,20 +114,47 @@ pub async fn handle(
             result.unwrap_or_else(ApiError::into_response)
         })
         .await;
+    if let (Some(queue), Some(event_request)) = (&state.events, event_request) {
+        if let Some(occurred) = response.extensions_mut().remove::<Occurred>() {
+            let actor = response
+                .extensions_mut()
+                .remove::<Actor>()
+                .and_then(|a| a.0);
+            queue.send(occurred, &event_request, actor.as_deref());
+        }
+    }
     response
         .headers_mut()
         .insert(API_VERSION_HEADER, HeaderValue::from_static("registry/2.0"));
     record.finish(response)
 }
 
+/// Who made a request, carried from [`dispatch`] to the event queue on the response.
+#[derive(Debug, Clone)]
+struct Actor(Option<String>);
+
 /// Authorizes the request for its route (before anything is read or stored), then runs the
 /// handler of (route, method).
 async fn dispatch(
     state: &Arc<AppState>,
     route: Route,
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
 ) -> Result<Response<Body>, ApiError> {
-    let grant = access::authorize(state, &route, &request).await?;
+    let identity = access::authorize(state, &route, &request).await?;
+    let mut response = route_to_handler(state, route, request, &identity).await?;
+    if response.extensions().get::<Occurred>().is_some() {
+        response.extensions_mut().insert(Actor(identity.name));
+    }
+    Ok(response)
+}
+
+/// The handler of (route, method).
+async fn route_to_handler(
+    state: &Arc<AppState>,
+    route: Route,
+    request: Request<RequestBody>,
+    identity: &Identity,
+) -> Result<Response<Body>, ApiError> {
     let method = request.method().clone();
     match (route, method) {
         (Route::Base, Method::GET | Method::HEAD) => Ok(base::version_check()),
@@ -115,7 +163,7 @@ async fn dispatch(
         }
         (Route::Blob { name, digest }, Method::DELETE) => blobs::delete(state, name, digest).await,
         (Route::UploadStart { name }, Method::POST) => {
-            uploads::start(state, name, request, &grant).await
+            uploads::start(state, name, request, identity).await
         }
         (Route::Upload { name, id }, Method::GET | Method::HEAD) => {
             uploads::status(state, name, id).await

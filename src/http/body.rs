@@ -7,16 +7,60 @@
 
 use std::convert::Infallible;
 use std::io::{self, Read};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full, StreamBody};
+use http_body_util::combinators::{BoxBody, UnsyncBoxBody};
+use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use hyper::body::Frame;
+use sync_wrapper::SyncWrapper;
 
 use crate::store::{BlobBody, ByteRange};
 
 /// The body type of every response.
 pub type Body = BoxBody<Bytes, io::Error>;
+
+/// Any error a request body may end with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body of every request as the handlers read it: whatever body the server or the
+/// embedding framework gave (hyper's `Incoming`, an axum `Body`), boxed once per request.
+///
+/// It is `Sync` although the body inside may not be (axum's is not): handlers keep a
+/// `&Request` across awaits, which a `Send` future allows only for `Sync` types, and the
+/// [`SyncWrapper`] gives access only through `&mut`, which makes sharing `&RequestBody` safe.
+/// The price: `is_end_stream` and `size_hint` cannot look inside and give the defaults, which
+/// no handler relies on.
+pub struct RequestBody(SyncWrapper<UnsyncBoxBody<Bytes, BoxError>>);
+
+/// `body` as a [`RequestBody`].
+pub fn request_body<B>(body: B) -> RequestBody
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    RequestBody(SyncWrapper::new(body.map_err(Into::into).boxed_unsync()))
+}
+
+impl std::fmt::Debug for RequestBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RequestBody")
+    }
+}
+
+impl hyper::body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(self.get_mut().0.get_mut()).poll_frame(cx)
+    }
+}
 
 /// Bytes per frame when streaming from a driver reader.
 const STREAM_CHUNK: usize = 256 * 1024;

@@ -27,7 +27,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
-use super::app::{handle, AppState};
+use super::app::ClientAddr;
+use super::service::RegistryService;
 use super::tls::{ServerTls, ALPN_H2};
 
 /// Connection-level limits.
@@ -77,19 +78,24 @@ const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
-    state: Arc<AppState>,
+    registry: RegistryService,
     limits: Limits,
     tls: Option<ServerTls>,
 }
 
 impl Server {
-    /// Binds `addr` (port 0 picks a free port; see [`Server::local_addr`]). Serves plain
-    /// HTTP/1.1 unless [`Server::with_tls`] is called.
-    pub async fn bind(addr: SocketAddr, state: AppState, limits: Limits) -> std::io::Result<Self> {
+    /// Binds `addr` (port 0 picks a free port; see [`Server::local_addr`]) to serve
+    /// `registry` (a [`RegistryService`], or the [`AppState`](super::app::AppState) to make one of).
+    /// Serves plain HTTP/1.1 unless [`Server::with_tls`] is called.
+    pub async fn bind(
+        addr: SocketAddr,
+        registry: impl Into<RegistryService>,
+        limits: Limits,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         Ok(Server {
             listener,
-            state: Arc::new(state),
+            registry: registry.into(),
             limits,
             tls: None,
         })
@@ -113,7 +119,7 @@ impl Server {
         let graceful = GracefulShutdown::new();
         let permits = Arc::new(Semaphore::new(self.limits.max_connections));
         let shared = Arc::new(Shared {
-            state: self.state,
+            registry: self.registry,
             http1: builder(&self.limits).http1_only(),
             http2: builder(&self.limits).http2_only(),
             tls: self.tls.as_ref().map(ServerTls::acceptor),
@@ -176,7 +182,7 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 
 /// What every connection task needs.
 struct Shared {
-    state: Arc<AppState>,
+    registry: RegistryService,
     http1: auto::Builder<TokioExecutor>,
     http2: auto::Builder<TokioExecutor>,
     tls: Option<TlsAcceptor>,
@@ -229,10 +235,11 @@ impl Shared {
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let state = Arc::clone(&self.state);
-        let service = service_fn(move |request| {
-            let state = Arc::clone(&state);
-            async move { Ok::<_, std::convert::Infallible>(handle(state, request, peer).await) }
+        let registry = self.registry.clone();
+        let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(ClientAddr(peer));
+            let registry = registry.clone();
+            async move { Ok::<_, std::convert::Infallible>(registry.handle(request).await) }
         });
         let connection = builder.serve_connection(TokioIo::new(io), service);
         watcher.watch(connection).await

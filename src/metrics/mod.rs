@@ -103,6 +103,7 @@ pub struct Metrics {
     uploads: IntGauge,
     cache_hits: IntCounter,
     cache_misses: IntCounter,
+    events_dropped: IntCounter,
     driver_duration: HistogramVec,
     driver_ops: IntCounterVec,
     driver_errors: IntCounterVec,
@@ -157,6 +158,11 @@ impl Metrics {
                 "Blob reads that had to map the blob (drivers with memory maps only).",
             )
             .expect("valid metric"),
+            events_dropped: IntCounter::new(
+                "layerstore_events_dropped_total",
+                "Events not delivered because the event sink's queue was full.",
+            )
+            .expect("valid metric"),
             driver_duration: histogram_vec(
                 "layerstore_storage_operation_duration_seconds",
                 "Time of each storage driver call, by operation.",
@@ -182,7 +188,7 @@ impl Metrics {
     }
 
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 10] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 11] = [
             Box::new(self.requests.clone()),
             Box::new(self.request_duration.clone()),
             Box::new(self.received.clone()),
@@ -190,6 +196,7 @@ impl Metrics {
             Box::new(self.uploads.clone()),
             Box::new(self.cache_hits.clone()),
             Box::new(self.cache_misses.clone()),
+            Box::new(self.events_dropped.clone()),
             Box::new(self.driver_duration.clone()),
             Box::new(self.driver_ops.clone()),
             Box::new(self.driver_errors.clone()),
@@ -261,6 +268,11 @@ impl Metrics {
     /// A blob read had to map the blob.
     pub fn cache_miss(&self) {
         self.cache_misses.inc();
+    }
+
+    /// An event was dropped: the event sink's queue was full.
+    pub fn event_dropped(&self) {
+        self.events_dropped.inc();
     }
 
     /// One storage driver call `op` (the trait method's name) that took `duration`.

@@ -129,11 +129,16 @@ impl HtpasswdAuth {
         self.inner.table.read().users.len()
     }
 
-    /// `Ok` if `authorization` holds Basic credentials of a user in the file.
-    pub async fn authenticate(&self, authorization: Option<&[u8]>) -> Result<(), AuthError> {
-        let challenge = || Challenge::Basic {
+    /// The challenge a 401 of this realm sends.
+    pub fn challenge(&self) -> Challenge {
+        Challenge::Basic {
             realm: self.inner.realm.clone(),
-        };
+        }
+    }
+
+    /// The user's name if `authorization` holds Basic credentials of a user in the file.
+    pub async fn authenticate(&self, authorization: Option<&[u8]>) -> Result<String, AuthError> {
+        let challenge = || self.challenge();
         let Some(credentials) = authorization.and_then(basic_credentials) else {
             return Err(AuthError::Missing(challenge()));
         };
@@ -143,8 +148,9 @@ impl HtpasswdAuth {
         };
         let credentials = credentials.ok_or_else(|| refused(Refusal::Malformed))?;
         self.reload_if_due().await;
+        let user = credentials.user.clone();
         if self.check(credentials).await {
-            Ok(())
+            Ok(user)
         } else {
             Err(refused(Refusal::WrongPassword))
         }
@@ -312,9 +318,10 @@ mod tests {
         std::fs::write(&path, ALICE).unwrap();
         let auth = HtpasswdAuth::load(&path, "realm").unwrap();
         let rt = runtime();
-        assert!(rt
-            .block_on(auth.authenticate(Some(&basic("alice:password"))))
-            .is_ok());
+        assert_eq!(
+            rt.block_on(auth.authenticate(Some(&basic("alice:password")))),
+            Ok("alice".to_owned())
+        );
         // Cached now, and still right.
         assert!(rt
             .block_on(auth.authenticate(Some(&basic("alice:password"))))

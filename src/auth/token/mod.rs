@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 use super::challenge::{BearerError, Challenge};
 use super::scope::{Grant, Scope};
-use super::{AuthError, Refusal};
+use super::{AuthError, Identity, Refusal};
 
 /// Longest token accepted, in bytes. Real ones are a few hundred bytes with a `kid`, a few
 /// KiB with an `x5c` chain; anything longer is refused before it is decoded.
@@ -167,6 +167,21 @@ impl TokenAuth {
         authorization: Option<&[u8]>,
         needed: &[Scope],
     ) -> Result<Grant, AuthError> {
+        let identity = self.identify(authorization, needed)?;
+        if !identity.grant.allows_all(needed) {
+            return Err(self.insufficient_scope(needed));
+        }
+        Ok(identity.grant)
+    }
+
+    /// Who the request's token was issued to and what it grants, if the header holds a valid
+    /// token; whether that covers the request is the access decision's business
+    /// ([`crate::http::AccessControl`]). `needed` only goes into the challenge of a refusal.
+    pub fn identify(
+        &self,
+        authorization: Option<&[u8]>,
+        needed: &[Scope],
+    ) -> Result<Identity, AuthError> {
         let Some(token) = authorization.and_then(bearer_token) else {
             return Err(AuthError::Missing(self.challenge(needed, None)));
         };
@@ -178,13 +193,16 @@ impl TokenAuth {
             challenge: self.challenge(needed, Some(BearerError::InvalidToken)),
             reason: Refusal::Token(reason),
         })?;
-        let grant = Grant::Access(claims.access.unwrap_or_default());
-        if !grant.allows_all(needed) {
-            return Err(AuthError::InsufficientScope(
-                self.challenge(needed, Some(BearerError::InsufficientScope)),
-            ));
-        }
-        Ok(grant)
+        Ok(Identity {
+            name: claims.sub.filter(|sub| !sub.is_empty()),
+            grant: Grant::Access(claims.access.unwrap_or_default()),
+        })
+    }
+
+    /// The 401 for a valid token that does not grant `needed`: its challenge names the scopes,
+    /// so the client asks the token server for a token that does.
+    pub fn insufficient_scope(&self, needed: &[Scope]) -> AuthError {
+        AuthError::InsufficientScope(self.challenge(needed, Some(BearerError::InsufficientScope)))
     }
 
     fn challenge(&self, needed: &[Scope], error: Option<BearerError>) -> Challenge {

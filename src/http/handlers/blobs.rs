@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use hyper::body::Incoming;
 use hyper::header::{
     HeaderValue, ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG,
     IF_NONE_MATCH, IF_RANGE, RANGE,
@@ -14,9 +13,10 @@ use hyper::{Method, Request, Response, StatusCode};
 use super::common::{accepted, blocking, etag_matches, header_str, header_value, status_only};
 use crate::digest::Digest;
 use crate::http::app::AppState;
-use crate::http::body::{self, Body};
+use crate::http::body::{self, Body, RequestBody};
 use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
+use crate::http::events::{self, EventAction, Happened};
 use crate::http::range::{resolve, RangeAnswer};
 use crate::names::RepositoryName;
 use crate::store::{BlobBody, ByteRange};
@@ -25,12 +25,31 @@ use crate::store::{BlobBody, ByteRange};
 pub const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
 
 /// Serves a blob (GET) or its headers (HEAD), honouring `Range`, `If-Range` and
-/// `If-None-Match`.
+/// `If-None-Match`. A GET that sends bytes (or redirects to them) is a pull event.
 pub async fn get(
     state: &Arc<AppState>,
     name: RepositoryName,
     digest: Digest,
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
+) -> Result<Response<Body>, ApiError> {
+    let pulled = Happened::new(EventAction::Pull, &name, &digest);
+    let get = request.method() == Method::GET;
+    let mut response = serve(state, name, digest, request).await?;
+    let sent_bytes = matches!(
+        response.status(),
+        StatusCode::OK | StatusCode::PARTIAL_CONTENT | StatusCode::TEMPORARY_REDIRECT
+    );
+    if get && sent_bytes {
+        events::record(&mut response, pulled);
+    }
+    Ok(response)
+}
+
+async fn serve(
+    state: &Arc<AppState>,
+    name: RepositoryName,
+    digest: Digest,
+    request: Request<RequestBody>,
 ) -> Result<Response<Body>, ApiError> {
     let store = state.store.clone();
     let lookup = digest.clone();
@@ -97,8 +116,11 @@ pub async fn delete(
         return Err(ApiError::new(ErrorCode::Unsupported, None));
     }
     let store = state.store.clone();
+    let deleted = Happened::new(EventAction::Delete, &name, &digest);
     blocking(move || store.unlink_blob(&name, &digest)).await?;
-    Ok(accepted())
+    let mut response = accepted();
+    events::record(&mut response, deleted);
+    Ok(response)
 }
 
 async fn whole(blob: BlobBody, head: bool) -> Result<Response<Body>, ApiError> {

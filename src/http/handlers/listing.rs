@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LINK};
 use hyper::{Request, Response};
 use serde_json::json;
@@ -13,7 +12,7 @@ use serde_json::json;
 use super::common::{blocking, header_value, query_param};
 use crate::digest::Digest;
 use crate::http::app::AppState;
-use crate::http::body::{self, Body};
+use crate::http::body::{self, Body, RequestBody};
 use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
 use crate::manifest::media_type::OCI_INDEX;
@@ -26,7 +25,7 @@ const OCI_FILTERS_APPLIED: &str = "oci-filters-applied";
 pub async fn tags(
     state: &Arc<AppState>,
     name: RepositoryName,
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
 ) -> Result<Response<Body>, ApiError> {
     let (n, last) = page_params(&request)?;
     let store = state.store.clone();
@@ -41,7 +40,7 @@ pub async fn tags(
 /// Every repository.
 pub async fn catalog(
     state: &Arc<AppState>,
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
 ) -> Result<Response<Body>, ApiError> {
     let (n, last) = page_params(&request)?;
     let store = state.store.clone();
@@ -57,7 +56,7 @@ pub async fn referrers(
     state: &Arc<AppState>,
     name: RepositoryName,
     digest: Digest,
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
 ) -> Result<Response<Body>, ApiError> {
     let filter = query_param(request.uri(), "artifactType");
     let store = state.store.clone();
@@ -79,7 +78,9 @@ pub async fn referrers(
 }
 
 /// `n` (a non-negative integer) and `last` from the query.
-fn page_params(request: &Request<Incoming>) -> Result<(Option<usize>, Option<String>), ApiError> {
+fn page_params(
+    request: &Request<RequestBody>,
+) -> Result<(Option<usize>, Option<String>), ApiError> {
     let n = match query_param(request.uri(), "n") {
         Some(text) => Some(text.parse::<usize>().map_err(|_| {
             ApiError::with_message(

@@ -11,20 +11,20 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_RANGE, LOCATION, RANGE};
 use hyper::{Request, Response, StatusCode};
 
 use super::blobs::DOCKER_CONTENT_DIGEST;
 use super::common::{blocking, header_str, header_value, query_param};
-use crate::auth::Grant;
+use crate::auth::Identity;
 use crate::digest::Digest;
 use crate::http::access;
 use crate::http::access_log::count_received;
 use crate::http::app::AppState;
-use crate::http::body::{self, Body};
+use crate::http::body::{self, Body, RequestBody};
 use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
+use crate::http::events::{self, EventAction, Happened};
 use crate::http::range::parse_content_range;
 use crate::http::token::UploadState;
 use crate::names::{RepositoryName, UploadId};
@@ -41,19 +41,19 @@ const FRAMES_IN_FLIGHT: usize = 16;
 /// and hashing a batch can run in parallel (see [`Upload::append_pieces`]).
 const BATCH_BYTES: usize = 1 << 20;
 
-/// `POST /v2/<name>/blobs/uploads/`. A mount is tried only when `grant` lets the client read
-/// the source repository ([`access::may_mount_from`]); otherwise, as when the blob is not
-/// there, a normal session starts.
+/// `POST /v2/<name>/blobs/uploads/`. A mount is tried only when `identity` may read the
+/// source repository ([`access::may_mount_from`]); otherwise, as when the blob is not there, a
+/// normal session starts.
 pub async fn start(
     state: &Arc<AppState>,
     name: RepositoryName,
-    request: Request<Incoming>,
-    grant: &Grant,
+    request: Request<RequestBody>,
+    identity: &Identity,
 ) -> Result<Response<Body>, ApiError> {
     let uri = request.uri().clone();
     if let Some(mount) = query_param(&uri, "mount") {
         let from = query_param(&uri, "from");
-        if access::may_mount_from(grant, from.as_deref()) {
+        if access::may_mount_from(state, identity, from.as_deref()).await {
             if let Some(response) = try_mount(state, &name, &mount, from).await {
                 return Ok(response);
             }
@@ -100,7 +100,7 @@ pub async fn patch(
     state: &Arc<AppState>,
     name: RepositoryName,
     id: UploadId,
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
 ) -> Result<Response<Body>, ApiError> {
     let upload = open_checked(state, &name, &id, &request).await?;
     let (upload, received) = receive(state, upload, request.into_body()).await;
@@ -122,7 +122,7 @@ pub async fn put(
     state: &Arc<AppState>,
     name: RepositoryName,
     id: UploadId,
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
 ) -> Result<Response<Body>, ApiError> {
     let digest = match query_param(request.uri(), "digest") {
         Some(d) => parse_digest(&d)?,
@@ -164,7 +164,7 @@ async fn monolithic(
     state: &Arc<AppState>,
     upload: Upload,
     digest: Digest,
-    body: Incoming,
+    body: RequestBody,
 ) -> Result<Response<Body>, ApiError> {
     let name = upload.repo().clone();
     let (upload, received) = receive(state, upload, body).await;
@@ -197,6 +197,7 @@ async fn try_mount(
     };
     let store = state.store.clone();
     let (to, linked) = (name.clone(), digest.clone());
+    let source = from.as_ref().map(ToString::to_string);
     let mounted = blocking(move || match from {
         Some(from) => store.mount_blob(&from, &to, &linked),
         None => store.stat_global(&linked).and_then(|info| {
@@ -204,8 +205,13 @@ async fn try_mount(
             Ok(info)
         }),
     })
-    .await;
-    mounted.ok().map(|_| blob_created(name, &digest))
+    .await
+    .ok()?;
+    let mut response = blob_created(name, &digest);
+    let mut happened = Happened::new(EventAction::Mount, name, &digest).size(mounted.size);
+    happened.from_repository = source;
+    events::record(&mut response, happened);
+    Some(response)
 }
 
 /// Opens an upload for writing after checking its token (if any) and `Content-Range` (if any)
@@ -214,7 +220,7 @@ async fn open_checked(
     state: &Arc<AppState>,
     name: &RepositoryName,
     id: &UploadId,
-    request: &Request<Incoming>,
+    request: &Request<RequestBody>,
 ) -> Result<Upload, ApiError> {
     let token = query_param(request.uri(), "_state")
         .map(|token| state.signer.verify(&token))
@@ -259,7 +265,7 @@ async fn open_checked(
 async fn receive(
     state: &Arc<AppState>,
     mut upload: Upload,
-    mut body: Incoming,
+    mut body: RequestBody,
 ) -> (Upload, Result<(), ApiError>) {
     let _in_progress = state.metrics.upload_in_progress();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(FRAMES_IN_FLIGHT);
@@ -333,8 +339,14 @@ async fn commit(
     digest: Digest,
 ) -> Result<Response<Body>, ApiError> {
     let claimed = digest.clone();
+    let size = upload.offset();
     blocking(move || upload.commit(&claimed, None)).await?;
-    Ok(blob_created(name, &digest))
+    let mut response = blob_created(name, &digest);
+    events::record(
+        &mut response,
+        Happened::new(EventAction::Push, name, &digest).size(size),
+    );
+    Ok(response)
 }
 
 /// 201 for a blob now in the repository.
@@ -416,6 +428,6 @@ fn parse_digest(text: &str) -> Result<Digest, ApiError> {
         .map_err(|e| ApiError::with_message(ErrorCode::DigestInvalid, e.to_string()))
 }
 
-fn content_length(request: &Request<Incoming>) -> Option<u64> {
+fn content_length(request: &Request<RequestBody>) -> Option<u64> {
     header_str(request.headers(), &CONTENT_LENGTH)?.parse().ok()
 }

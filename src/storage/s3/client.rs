@@ -79,6 +79,7 @@ impl S3Client {
     /// A client whose requests all go to `http`, with `sleep` for its timers: the `s3_xml` fuzz
     /// target answers them itself. Nothing is read from the AWS environment, the bucket is not
     /// checked, and the client's own settings do not retry (the per-call overrides still do).
+    #[cfg(feature = "fuzzing")]
     pub(crate) fn offline(
         config: &S3Config,
         http: aws_sdk_s3::config::SharedHttpClient,

@@ -63,6 +63,7 @@ impl S3Driver {
 
     /// A driver whose requests all go to `http` (see [`S3Client::offline`]): the `s3_xml` fuzz
     /// target's, answering with its input.
+    #[cfg(feature = "fuzzing")]
     pub(crate) fn offline(
         config: S3Config,
         http: aws_sdk_s3::config::SharedHttpClient,
