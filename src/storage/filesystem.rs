@@ -2,17 +2,21 @@
 //!
 //! The layout under the root is exactly distribution's `filesystem` driver layout, so either
 //! program can serve the other's root. Unlike distribution, every metadata write is atomic
-//! (temp file, fsync, rename, fsync of the directory), and moves and new directories are made
-//! durable before returning. Temporary files live in `<root>/.layerstore-tmp/`, outside
+//! (temp file, fsync, rename, fsync of the directory), and moves, deletions and new directories
+//! are made durable before returning (`docs/storage.md` has the sequences; `tests/power_loss.rs`
+//! cuts them at every step). A directory is deleted by renaming it away first, so in one step.
+//! Temporary files (and trees being deleted) live in `<root>/.layerstore-tmp/`, outside
 //! `docker/registry/v2`, so a crash can leave one behind there but never a half-written target,
 //! and distribution never sees them. (Only if that directory is on another filesystem than the
 //! target is the temp file put next to the target instead; listings hide those names.)
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::fs_writer::FsFileWriter;
+use super::vfs::{OpenMode, RealFs, Vfs};
 use super::{DriverPath, FileInfo, FileWriter, StorageDriver, StorageError, MAX_CONTENT_LEN};
 
 /// Prefix of the temporary files `put_content` renames into place.
@@ -34,17 +38,33 @@ pub const TEMP_DIR: &str = ".layerstore-tmp";
 #[derive(Debug, Clone)]
 pub struct FilesystemDriver {
     root: PathBuf,
+    /// Where the mutations go: the real filesystem, or a test's recording layer.
+    vfs: Arc<dyn Vfs>,
 }
 
 impl FilesystemDriver {
     /// A driver rooted at `root` (created on first write if missing).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        FilesystemDriver { root: root.into() }
+        Self::with_vfs(root, Arc::new(RealFs))
+    }
+
+    /// A driver whose writes, renames, deletions and fsyncs go through `vfs` (reads always use
+    /// the real files under `root`). For the power-loss tests, which record them.
+    pub fn with_vfs(root: impl Into<PathBuf>, vfs: Arc<dyn Vfs>) -> Self {
+        FilesystemDriver {
+            root: root.into(),
+            vfs,
+        }
     }
 
     /// The root directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The layer the driver's mutations go through.
+    pub(super) fn vfs(&self) -> &dyn Vfs {
+        &*self.vfs
     }
 
     /// The local file for `path`. Safe because `DriverPath` has no `..` and no separators
@@ -63,12 +83,50 @@ impl FilesystemDriver {
         if let Some(parent) = dir.parent() {
             self.create_dirs(&parent)?;
         }
-        match fs::create_dir(&local) {
+        match self.vfs.create_dir(&local) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && local.is_dir() => return Ok(()),
             Err(e) => return Err(StorageError::io("mkdir", dir, e)),
         }
         self.sync_parent(dir)
+    }
+
+    /// The temporary directory, made durably like any other (a tree is moved into it to be
+    /// deleted, so its own entry must not be one a crash forgets).
+    fn temp_dir(&self) -> Result<PathBuf, StorageError> {
+        let dir = self.root.join(TEMP_DIR);
+        if !dir.is_dir() {
+            self.create_dirs(&DriverPath::parse(&format!("/{TEMP_DIR}"))?)?;
+        }
+        Ok(dir)
+    }
+
+    /// fsyncs the directory `dir`; one that is gone already has nothing to make durable.
+    fn sync_dir(&self, dir: &DriverPath) -> Result<(), StorageError> {
+        match self.vfs.sync_dir(&self.local(dir)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other.map_err(|e| StorageError::io("fsync dir", dir, e)),
+        }
+    }
+
+    /// Removes a directory tree in one step: a rename moves it out of the store into the
+    /// temporary directory, where it is deleted. The rename is atomic, so a crash leaves the
+    /// whole tree or none of it: never an upload session without its `startedat` (which no
+    /// purge would then remove) or a tag without its `current` link.
+    fn remove_tree(&self, path: &DriverPath, local: &Path) -> Result<(), StorageError> {
+        let trash = self.temp_dir()?.join(temp_name());
+        match self.vfs.rename(local, &trash) {
+            Ok(()) => {
+                // What a failure leaves here is swept with the temporary files.
+                let _ = self.vfs.remove_dir_all(&trash);
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::CrossesDevices => self
+                .vfs
+                .remove_dir_all(local)
+                .map_err(|e| StorageError::io("delete", path, e)),
+            Err(e) => Err(StorageError::io("delete", path, e)),
+        }
     }
 
     fn create_parent_dirs(&self, path: &DriverPath) -> Result<(), StorageError> {
@@ -81,7 +139,9 @@ impl FilesystemDriver {
     /// fsyncs the directory holding `path`, which makes a rename or create in it durable.
     pub(super) fn sync_parent(&self, path: &DriverPath) -> Result<(), StorageError> {
         let parent = path.parent().unwrap_or_else(DriverPath::root);
-        sync_dir(&self.local(&parent)).map_err(|e| StorageError::io("fsync dir", &parent, e))
+        self.vfs
+            .sync_dir(&self.local(&parent))
+            .map_err(|e| StorageError::io("fsync dir", &parent, e))
     }
 
     /// Creates `path`'s parent directories and runs `write` (a rename into that directory).
@@ -116,21 +176,17 @@ impl FilesystemDriver {
     }
 }
 
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 /// Writes `content` to the new file `temp`, fsyncs it and renames it to `target`; removes
 /// `temp` if anything fails.
-fn write_and_rename(temp: &Path, target: &Path, content: &[u8]) -> io::Result<()> {
+fn write_and_rename(vfs: &dyn Vfs, temp: &Path, target: &Path, content: &[u8]) -> io::Result<()> {
     let write = || -> io::Result<()> {
-        let mut file = OpenOptions::new().write(true).create_new(true).open(temp)?;
+        let mut file = vfs.open_write(temp, OpenMode::CreateNew)?;
         file.write_all(content)?;
         file.sync_all()?;
-        fs::rename(temp, target)
+        vfs.rename(temp, target)
     };
     write().inspect_err(|_| {
-        let _ = fs::remove_file(temp);
+        let _ = vfs.remove_file(temp);
     })
 }
 
@@ -171,13 +227,12 @@ impl StorageDriver for FilesystemDriver {
 
     fn put_content(&self, path: &DriverPath, content: &[u8]) -> Result<(), StorageError> {
         let target = self.local(path);
-        let temp_dir = self.root.join(TEMP_DIR);
+        let temp_dir = self.temp_dir()?;
         self.with_parent(path, "put", || {
-            let staged = fs::create_dir_all(&temp_dir)
-                .and_then(|()| write_and_rename(&temp_dir.join(temp_name()), &target, content));
-            match staged {
+            let vfs = &*self.vfs;
+            match write_and_rename(vfs, &temp_dir.join(temp_name()), &target, content) {
                 Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
-                    write_and_rename(&target.with_file_name(temp_name()), &target, content)
+                    write_and_rename(vfs, &target.with_file_name(temp_name()), &target, content)
                 }
                 other => other,
             }
@@ -203,17 +258,17 @@ impl StorageDriver for FilesystemDriver {
         self.create_parent_dirs(path)?;
         let local = self.local(path);
         let existed = local.exists();
-        let file = OpenOptions::new()
-            .create(true)
-            .append(append)
-            .write(true)
-            .truncate(!append)
-            .open(&local)
+        let mode = if append {
+            OpenMode::Append
+        } else {
+            OpenMode::Truncate
+        };
+        let file = self
+            .vfs
+            .open_write(&local, mode)
             .map_err(|e| StorageError::io("open for write", path, e))?;
         let size = if append {
-            file.metadata()
-                .map_err(|e| StorageError::io("stat", path, e))?
-                .len()
+            file.len().map_err(|e| StorageError::io("stat", path, e))?
         } else {
             0
         };
@@ -269,7 +324,7 @@ impl StorageDriver for FilesystemDriver {
             return Err(StorageError::NotFound(source.clone()));
         }
         let to = self.local(dest);
-        self.with_parent(dest, "rename", || fs::rename(&from, &to))?;
+        self.with_parent(dest, "rename", || self.vfs.rename(&from, &to))?;
         self.sync_parent(dest)?;
         if source.parent() != dest.parent() {
             self.sync_parent(source)?;
@@ -278,35 +333,52 @@ impl StorageDriver for FilesystemDriver {
     }
 
     fn delete(&self, path: &DriverPath) -> Result<(), StorageError> {
-        let local = self.local(path);
-        let meta = fs::symlink_metadata(&local).map_err(|e| StorageError::io("delete", path, e))?;
-        let removed = if meta.is_dir() {
-            fs::remove_dir_all(&local)
-        } else {
-            fs::remove_file(&local)
-        };
-        removed.map_err(|e| StorageError::io("delete", path, e))
+        self.discard(path)?;
+        // Durable when it returns: a deletion that was acknowledged must not come back, and
+        // the store orders deletions (a tag before its manifest, a link before its bytes).
+        self.sync_parent(path)
     }
 
+    fn discard(&self, path: &DriverPath) -> Result<(), StorageError> {
+        let local = self.local(path);
+        let meta = fs::symlink_metadata(&local).map_err(|e| StorageError::io("delete", path, e))?;
+        if meta.is_dir() {
+            self.remove_tree(path, &local)?;
+        } else {
+            self.vfs
+                .remove_file(&local)
+                .map_err(|e| StorageError::io("delete", path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Durable when it returns, like `delete`: each directory changed is fsynced once, at the
+    /// end, so the collector's "links before the bytes they name" holds across a power cut.
     fn delete_files(&self, paths: &[DriverPath]) -> Result<(), StorageError> {
+        let mut changed = std::collections::BTreeSet::new();
         for path in paths {
-            match fs::remove_file(self.local(path)) {
+            match self.vfs.remove_file(&self.local(path)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(StorageError::io("delete", path, e)),
             }
             // The directory of a blob or link holds nothing else; a writer that puts a file
             // back into it recreates it (`with_parent`). Not empty or gone: nothing to do.
-            if let Some(parent) = path.parent() {
-                let _ = fs::remove_dir(self.local(&parent));
-            }
+            let Some(parent) = path.parent() else {
+                continue;
+            };
+            let dir = match self.vfs.remove_dir(&self.local(&parent)) {
+                Ok(()) => parent.parent(),
+                Err(_) => Some(parent),
+            };
+            changed.extend(dir);
         }
-        Ok(())
+        changed.iter().try_for_each(|dir| self.sync_dir(dir))
     }
 
     fn touch(&self, path: &DriverPath) -> Result<(), StorageError> {
-        let file = File::open(self.local(path)).map_err(|e| StorageError::io("touch", path, e))?;
-        file.set_modified(std::time::SystemTime::now())
+        self.vfs
+            .set_modified(&self.local(path), std::time::SystemTime::now())
             .map_err(|e| StorageError::io("touch", path, e))
     }
 
@@ -332,7 +404,13 @@ impl StorageDriver for FilesystemDriver {
             if !stale {
                 continue;
             }
-            match fs::remove_file(entry.path()) {
+            // A directory is a tree `delete` moved here and could not finish removing.
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            let result = match is_dir {
+                true => self.vfs.remove_dir_all(&entry.path()),
+                false => self.vfs.remove_file(&entry.path()),
+            };
+            match result {
                 Ok(()) => removed += 1,
                 // Gone already (its writer renamed it into place): nothing to sweep.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -354,5 +432,38 @@ impl StorageDriver for FilesystemDriver {
             map.map_err(|e| StorageError::io("mmap", path, e))
         };
         Some(map())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(s: &str) -> DriverPath {
+        DriverPath::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_deleted_tree_leaves_nothing_behind_in_the_temporary_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let driver = FilesystemDriver::new(dir.path());
+        driver.put_content(&path("/a/b/link"), b"x").unwrap();
+        driver.put_content(&path("/a/c"), b"y").unwrap();
+        driver.delete(&path("/a")).unwrap();
+        assert!(!dir.path().join("a").exists());
+        let left: Vec<_> = fs::read_dir(dir.path().join(TEMP_DIR)).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn the_sweep_removes_a_tree_whose_deletion_was_cut_short() {
+        let dir = tempfile::tempdir().unwrap();
+        let driver = FilesystemDriver::new(dir.path());
+        let tree = dir.path().join(TEMP_DIR).join(temp_name());
+        fs::create_dir_all(tree.join("hashstates")).unwrap();
+        fs::write(tree.join("hashstates/0"), b"state").unwrap();
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+        assert_eq!(driver.sweep_temp_files(later).unwrap(), 1);
+        assert!(!tree.exists());
     }
 }

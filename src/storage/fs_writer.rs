@@ -6,11 +6,11 @@
 //! hashing; [`sync`](FileWriter::sync) waits for that helper and then syncs the rest. Errors
 //! from a helper are reported by the next `sync`, so durability is never claimed falsely.
 
-use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::thread::JoinHandle;
 
+use super::vfs::VfsFile;
 use super::{DriverPath, FileWriter, FilesystemDriver, StorageError};
 
 /// Bytes written between two background flushes.
@@ -18,7 +18,7 @@ pub const WRITE_BEHIND: u64 = 64 << 20;
 
 #[derive(Debug)]
 pub(super) struct FsFileWriter {
-    file: File,
+    file: Box<dyn VfsFile>,
     size: u64,
     path: DriverPath,
     local: PathBuf,
@@ -35,7 +35,7 @@ pub(super) struct FsFileWriter {
 
 impl FsFileWriter {
     pub(super) fn new(
-        file: File,
+        file: Box<dyn VfsFile>,
         size: u64,
         path: DriverPath,
         local: PathBuf,
@@ -131,7 +131,10 @@ impl FileWriter for FsFileWriter {
     fn cancel(mut self: Box<Self>) -> Result<(), StorageError> {
         let _ = self.join_flusher();
         // Unlinking an open file is fine on Unix; the handle closes when `self` drops.
-        fs::remove_file(&self.local).map_err(|e| StorageError::io("delete", &self.path, e))
+        self.driver
+            .vfs()
+            .remove_file(&self.local)
+            .map_err(|e| StorageError::io("delete", &self.path, e))
     }
 }
 

@@ -153,6 +153,10 @@ impl StorageDriver for MeteredDriver {
         self.timed("delete", || self.inner.delete(path))
     }
 
+    fn discard(&self, path: &DriverPath) -> Result<(), StorageError> {
+        self.timed("delete", || self.inner.discard(path))
+    }
+
     fn delete_files(&self, paths: &[DriverPath]) -> Result<(), StorageError> {
         self.timed("delete_files", || self.inner.delete_files(paths))
     }

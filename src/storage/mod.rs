@@ -18,8 +18,8 @@
 //! | `append_size` | `metadata` | sum of the unfinished upload's parts |
 //! | `list` | `read_dir`, sorted | `ListObjectsV2` with delimiter `/` (sorted by key) |
 //! | `move_to` | `rename` + fsync dirs | `CopyObject` (`UploadPartCopy` over 5 GiB) + `DeleteObject` |
-//! | `delete` | remove file or tree | `DeleteObjects` a page at a time, abort unfinished uploads |
-//! | `delete_files` | remove each file, then its directory if empty | `DeleteObjects`, 200 keys per call |
+//! | `delete` | unlink, or rename the tree away and remove it; fsync dir | `DeleteObjects` a page at a time, abort unfinished uploads |
+//! | `delete_files` | remove each file, then its directory if empty; fsync the dirs | `DeleteObjects`, 200 keys per call |
 //! | `touch` | set the modification time (`futimens`) | `CopyObject` onto itself, metadata replaced |
 //! | `walk` | `list` + `stat`, depth first | `ListObjectsV2` without delimiter |
 //! | `map` | `mmap` (zero copy) | not available (`None`): callers stream |
@@ -38,6 +38,11 @@ mod path;
 pub mod paths;
 pub mod s3;
 pub mod secret;
+pub mod vfs;
+#[doc(hidden)]
+pub mod vfs_crash;
+#[doc(hidden)]
+pub mod vfs_record;
 
 use std::io::{Read, Write};
 use std::time::SystemTime;
@@ -200,6 +205,13 @@ pub trait StorageDriver: Send + Sync + std::fmt::Debug {
             missing_is_ok(self.delete(path))?;
         }
         Ok(())
+    }
+
+    /// [`delete`](Self::delete) for what nobody relies on staying deleted after a crash (an
+    /// upload's superseded hash states, a finished session): as atomic, but a filesystem skips
+    /// the directory fsync that makes `delete` durable, which is one fsync per checkpoint saved.
+    fn discard(&self, path: &DriverPath) -> Result<(), StorageError> {
+        self.delete(path)
     }
 
     /// Sets the file's modification time to now, keeping its content (a missing file is

@@ -198,7 +198,9 @@ fn delete_session(
     id: &UploadId,
 ) -> Result<(), StoreError> {
     let dir = PathSpec::UploadDir { repo, id }.to_path()?;
-    match driver.delete(&dir) {
+    // A finished or cancelled session that a power cut brings back is harmless (nothing in it
+    // is acknowledged; purge takes it): no fsync needed.
+    match driver.discard(&dir) {
         Ok(()) => Ok(()),
         Err(StorageError::NotFound(_)) => Err(StoreError::BlobUploadUnknown(id.clone())),
         Err(e) => Err(e.into()),
@@ -526,7 +528,8 @@ impl Upload {
             .filter(|&o| o != offset)
         {
             let stale = self.states_dir()?.join(&stale.to_string())?;
-            missing_is_ok(self.driver.delete(&stale))?;
+            // Superseded: if a crash brings it back, the higher state still wins.
+            missing_is_ok(self.driver.discard(&stale))?;
         }
         Ok(())
     }
