@@ -10,7 +10,13 @@
 #    the copy: `layerstore gc --offline --grace 0s [--delete-untagged] --json` and
 #    `docker-registry garbage-collect [--delete-untagged] CONFIG`, real deletes. The blobs and
 #    manifests each deleted are checked against the generator's expectation for that collector.
-# 3. Unless PUSH_ROUNDS=0: the copy, collected once (so later collections find no old garbage:
+# 3. The floor (when RUNS > 0): the files layerstore's default-mode run deleted (its links and
+#    blobs' data), deleted again from a fresh copy by a minimal program (unlink each, rmdir its
+#    directory, FLOOR_THREADS threads pulling from one list), RUNS times each; and layerstore's
+#    --dry-run, RUNS times. The ceiling ratio on this disk is distribution's time / (the fastest
+#    floor + layerstore's dry run): what a collector that reads like layerstore and deletes as
+#    fast as the disk allows would reach.
+# 4. Unless PUSH_ROUNDS=0: the copy, collected once (so later collections find no old garbage:
 #    each is the full mark and the full enumeration of the blob store, deleting nothing; the
 #    pushed blobs are young), served by `layerstore serve`. Per window: `layerstore bench --only
 #    small-push` for PUSH_SECONDS, then MONO_PUSHES monolithic pushes of a MONO_SIZE blob
@@ -23,11 +29,11 @@
 # skips the collections' timing)
 # Environment: GC_BENCH_DIR (default /tmp: where the store and its copy go, about 2 GB each at
 # the default size, plus up to 2 GB of pushes), GC_STORE (reuse a store gc_store.py wrote),
-# PUSH_ROUNDS (3), PUSH_SECONDS (20), MONO_PUSHES (5), MONO_SIZE (64M), GC_MODE (cli: the
+# FLOOR_THREADS ("1 4 16 64"), PUSH_ROUNDS (3), PUSH_SECONDS (20), MONO_PUSHES (5), MONO_SIZE (64M), GC_MODE (cli: the
 # collections beside the pushes are `layerstore gc` back to back, 4 threads; serve: the server's
 # own, `serve --gc-interval 1s --gc-grace 2h`, one thread, restarted per window), GC_PREFIX (with
 # GC_MODE=cli, a command the collections run under, e.g. "nice -n 19"), KEEP=1 (keep the work
-# directory), CARGO_TARGET_DIR.
+# directory), LAYERSTORE_BIN (use this binary; no build), CARGO_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 blobs=${1:-100000}; manifests=${2:-10000}; runs=${3:-3}
@@ -36,7 +42,9 @@ mono_pushes=${MONO_PUSHES:-5}; mono_size=${MONO_SIZE:-64M}; gc_mode=${GC_MODE:-c
 case $gc_mode in cli | serve) ;; *) echo "GC_MODE: cli or serve" >&2; exit 2 ;; esac
 target=${CARGO_TARGET_DIR:-$(pwd)/target}
 
-cargo build --release --quiet
+# LAYERSTORE_BIN: a binary built already (a shared machine's target directory may be rebuilding
+# from other work in progress).
+[ -n "${LAYERSTORE_BIN:-}" ] || cargo build --release --quiet
 work=$(mktemp -d "${GC_BENCH_DIR:-/tmp}/layerstore-gcbench.XXXXXX")
 pids=()
 cleanup() {
@@ -47,7 +55,7 @@ cleanup() {
 trap cleanup EXIT
 # A copy, so that builds beside the benchmark do not swap the binary under it.
 bin=$work/layerstore
-cp "$target/release/layerstore" "$bin"
+cp "${LAYERSTORE_BIN:-$target/release/layerstore}" "$bin"
 
 store=${GC_STORE:-$work/store}
 if [ -z "${GC_STORE:-}" ]; then
@@ -112,6 +120,53 @@ for run in $(seq "$runs"); do
         for tool in $order; do collect "$tool" "$mode" "$run"; done
     done
 done
+
+# The floor: a minimal program deleting a list of files (and each one's directory), N threads.
+cat >"$work/floor.rs" <<'RUST'
+use std::sync::atomic::{AtomicUsize, Ordering};
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let threads: usize = args[1].parse().unwrap();
+    let list = std::fs::read_to_string(&args[2]).unwrap();
+    let paths: Vec<&str> = list.lines().collect();
+    let next = AtomicUsize::new(0);
+    let started = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                while let Some(path) = paths.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    if std::fs::remove_file(path).is_ok() {
+                        let _ = std::fs::remove_dir(std::path::Path::new(path).parent().unwrap());
+                    }
+                }
+            });
+        }
+    });
+    println!("{:.3}", started.elapsed().as_secs_f64());
+}
+RUST
+if [ "$runs" -gt 0 ]; then
+    rustc -O -o "$work/floor" "$work/floor.rs"
+    python3 - "$work/layerstore-default-1.out" "$copy" >"$work/floor-list" <<'PY'
+import json, sys
+report, root = json.load(open(sys.argv[1])), sys.argv[2]
+for link in report["links"]:
+    print(root + link)
+for blob in report["blobs"]:
+    alg, hex = blob["digest"].split(":")
+    print(f"{root}/docker/registry/v2/blobs/{alg}/{hex[:2]}/{hex}/data")
+PY
+    for run in $(seq "$runs"); do
+        for threads in ${FLOOR_THREADS:-1 4 16 64}; do
+            fresh_copy
+            echo "run $run: floor, $threads threads (load $(cut -d' ' -f1 /proc/loadavg))" >&2
+            "$work/floor" "$threads" "$work/floor-list" >>"$work/floor-$threads"
+        done
+        echo "run $run: layerstore --dry-run (load $(cut -d' ' -f1 /proc/loadavg))" >&2
+        /usr/bin/time -f '%e %U %S %M' -a -o "$work/dry-run.time" \
+            "$bin" gc --root "$copy" --offline --grace 0s --dry-run --json >/dev/null
+    done
+fi
 load_collect=$(cut -d' ' -f1-3 /proc/loadavg)
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -229,6 +284,25 @@ if runs:
             runs_text = ", ".join(f"{t[0]:.2f}" for t in times)
             print(f"| {mode} | {tool} | {walls[tool]:.2f} ({runs_text}) | {med(t[1] + t[2] for t in times):.2f} "
                   f"| {med(t[3] for t in times) / 1024:.0f} | {'/'.join(map(str, sorted(counts)[0]))} | {ratio} |")
+        if mode == "default":
+            default_walls = dict(walls)
+    floors = {int(f.rsplit("-", 1)[1]): [float(x) for x in open(f).read().split()]
+              for f in glob.glob(f"{work}/floor-*") if f.rsplit("-", 1)[1].isdigit()}
+    dry = [float(l.split()[0]) for l in open(f"{work}/dry-run.time") if l.strip()]
+    files = sum(1 for _ in open(f"{work}/floor-list"))
+    print(f"\nThe floor: the {files:,} files layerstore deleted by default (and their directories), "
+          f"deleted again from a fresh copy by a minimal program (unlink, rmdir; N threads):\n")
+    print("| threads | wall s, median (runs) |")
+    print("|---|---|")
+    for threads in sorted(floors):
+        print(f"| {threads} | {med(floors[threads]):.2f} ({', '.join(f'{x:.2f}' for x in floors[threads])}) |")
+    best = min(med(v) for v in floors.values())
+    ceiling = default_walls["distribution"] / (best + med(dry))
+    reached = default_walls["distribution"] / default_walls["layerstore"]
+    print(f"\nlayerstore --dry-run: {med(dry):.2f} s ({', '.join(f'{x:.2f}' for x in dry)}). Ceiling on this "
+          f"disk: distribution / (fastest floor + dry run) = {default_walls['distribution']:.2f} / "
+          f"({best:.2f} + {med(dry):.2f}) = **{ceiling:.1f}x**; layerstore reaches {reached:.1f}x "
+          f"({reached / ceiling:.0%} of the ceiling).")
 
 if push_rounds:
     def small(gc):

@@ -101,14 +101,19 @@ impl GcArgs {
                 grace,
                 delete_untagged,
                 // A background run shares the machine with the registry: one storage call at a
-                // time leaves the cores to the requests.
+                // time, working at most half the time, leaves the cores to the requests.
                 parallelism: 1,
+                delete_parallelism: 1,
+                work_fraction: BACKGROUND_WORK_FRACTION,
                 ..GcOptions::default()
             },
             touch_after,
         })
     }
 }
+
+/// The fraction of the time a background run works; it sleeps the rest between steps.
+const BACKGROUND_WORK_FRACTION: f64 = 0.5;
 
 /// Runs collections every `settings.interval` on a thread of its own until `stop` is set.
 pub fn start_background(
@@ -123,12 +128,37 @@ pub fn start_background(
     let spawned = std::thread::Builder::new()
         .name("layerstore-gc".into())
         .spawn(move || {
+            lower_priority();
             while sleep_unless_stopped(jittered(interval), &stop) {
                 run_once(&store, &settings.options, interval, &metrics);
             }
         });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "could not start the garbage collection thread");
+    }
+}
+
+/// Gives the collecting thread the lowest normal priority (nice 19); the run's pools are
+/// created by this thread and inherit it. On Linux a nice value is per thread, so the
+/// server's own threads keep theirs.
+///
+/// Not `SCHED_IDLE`: an idle-class thread gets no CPU at all while the cores are busy, and
+/// this one can be holding a claim that writers wait on (a push relying on a claimed blob
+/// waits until the claim changes or ends). Starved under load, it would hold them up to the
+/// whole 30 s lease: a priority inversion. Nice 19 still runs, slowly, so its claims move.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain system calls on this thread's own id; no memory is passed.
+        #[allow(unsafe_code)]
+        let result = unsafe {
+            let tid = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19)
+        };
+        if result != 0 {
+            let error = std::io::Error::last_os_error();
+            tracing::warn!(%error, "could not lower the garbage collection thread's priority");
+        }
     }
 }
 

@@ -14,8 +14,9 @@
 //!    the grace window are claimed, looked at again, and deleted with their tag-history entries
 //!    and referrers-index entries, as distribution's `garbage-collect --delete-untagged` does.
 //! 4. **Blobs** ([`sweep`]). Every blob not marked and last modified before `T0 - grace` is a
-//!    candidate. In batches: claim, look at each blob's time again, delete the links that name
-//!    it, then its bytes.
+//!    candidate ([`candidates`]). In batches: claim, look at each blob's time again, delete
+//!    the links that name it, then its bytes; a batch's deletions in sub-batches at once, each
+//!    while the claim is fresh.
 //! 5. **Uploads.** Upload sessions idle for longer than `upload_idle` are deleted.
 //!
 //! Writers keep their half of the bargain in [`liveness`](super::liveness): whatever a push
@@ -45,8 +46,10 @@
 //! assert!(store.stat_global(&digest).is_err());
 //! ```
 
+mod candidates;
 pub mod claims;
 mod mark;
+mod pace;
 mod report;
 mod sweep;
 mod uploads;
@@ -84,8 +87,15 @@ pub struct GcOptions {
     pub upload_idle: Duration,
     /// Blobs claimed and deleted per batch.
     pub batch_size: usize,
-    /// Storage calls in flight at once while marking and sweeping.
+    /// Storage calls in flight at once while marking and looking at candidates.
     pub parallelism: usize,
+    /// Deletions in flight at once. They mostly wait (for the disk, or the network), so more
+    /// of them than cores pays: on the benchmark's disk 32 at once delete a batch several
+    /// times faster than one after another (`docs/benchmarks.md`).
+    pub delete_parallelism: usize,
+    /// The fraction of the time the run works; between steps it sleeps the rest (1.0: it
+    /// never sleeps). A background collection sets less, to leave the cores to requests.
+    pub work_fraction: f64,
     /// Told about each step (progress bars, tests).
     pub observer: Option<Arc<dyn GcObserver>>,
 }
@@ -99,6 +109,8 @@ impl Default for GcOptions {
             upload_idle: DEFAULT_UPLOAD_IDLE,
             batch_size: 1000,
             parallelism: 4,
+            delete_parallelism: 32,
+            work_fraction: 1.0,
             observer: None,
         }
     }
@@ -113,6 +125,8 @@ impl std::fmt::Debug for GcOptions {
             .field("upload_idle", &self.upload_idle)
             .field("batch_size", &self.batch_size)
             .field("parallelism", &self.parallelism)
+            .field("delete_parallelism", &self.delete_parallelism)
+            .field("work_fraction", &self.work_fraction)
             .finish_non_exhaustive()
     }
 }
@@ -165,7 +179,11 @@ pub(crate) struct Run<'a> {
     /// Anything modified before this (storage time) is old enough to delete.
     pub(crate) cutoff: SystemTime,
     pub(crate) claimer: Option<claims::Claimer<'a>>,
+    /// Marking, listing and looking again: `parallelism` threads.
     pub(crate) pool: rayon::ThreadPool,
+    /// Deleting: `delete_parallelism` threads (one in a dry run, which deletes nothing).
+    pub(crate) deleters: rayon::ThreadPool,
+    pub(crate) pacer: pace::Pacer,
 }
 
 impl Run<'_> {
@@ -178,6 +196,11 @@ impl Run<'_> {
     /// True when `modified` is before the cut-off: old enough to delete.
     pub(crate) fn is_old(&self, modified: SystemTime) -> bool {
         modified < self.cutoff
+    }
+
+    /// True while this run's current claim is young enough to delete under.
+    pub(crate) fn claim_is_fresh(&self) -> bool {
+        self.claimer.as_ref().is_some_and(|c| c.is_fresh())
     }
 }
 
@@ -194,11 +217,13 @@ impl Store {
             claims::remove_stale(&*self.driver, start)?;
             (Some(claimer), start)
         };
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(options.parallelism.max(1))
-            .thread_name(|i| format!("layerstore-gc-{i}"))
-            .build()
-            .map_err(|e| StoreError::Input(std::io::Error::other(e)))?;
+        let pool = thread_pool(options.parallelism, "layerstore-gc")?;
+        let deleting = if options.dry_run {
+            1
+        } else {
+            options.delete_parallelism
+        };
+        let deleters = thread_pool(deleting, "layerstore-gc-delete")?;
         let mut run = Run {
             store: self,
             options,
@@ -207,6 +232,8 @@ impl Store {
                 .unwrap_or(SystemTime::UNIX_EPOCH),
             claimer,
             pool,
+            deleters,
+            pacer: pace::Pacer::new(options.work_fraction),
         };
         run.tell(GcEvent::Started);
         let mut report = GcReport {
@@ -228,6 +255,16 @@ impl Store {
         }
         Ok(report)
     }
+}
+
+/// A pool of `threads` threads (at least one). Its threads are created by the calling thread,
+/// so they inherit its scheduling priority (`serve` lowers its collector's).
+fn thread_pool(threads: usize, name: &'static str) -> Result<rayon::ThreadPool, StoreError> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .thread_name(move |i| format!("{name}-{i}"))
+        .build()
+        .map_err(|e| StoreError::Input(std::io::Error::other(e)))
 }
 
 /// A random id for a run's claim file.

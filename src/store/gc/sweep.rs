@@ -4,27 +4,24 @@
 //! may have touched it since the mark), and delete only what is still older than the cut-off,
 //! while the claim is fresh. Links go before the bytes they name, so a run killed between the
 //! two leaves an unreferenced blob (the next run takes it), never a dangling link.
+//!
+//! A batch's deletions are issued in sub-batches at once on the run's deleting pool: on a
+//! filesystem each unlink waits for the disk (on ext4 mounted with `discard`, a synchronous
+//! trim of every freed block), and on an object store each `DeleteObjects` for the network,
+//! so one after another they are most of a run. Each sub-batch keeps the order (links, then
+//! the bytes they name), and starts only while the claim is fresh; one that finds it stale is
+//! claimed and looked at again with the rest left over.
 
-use std::collections::{HashMap, HashSet};
-
-use parking_lot::Mutex;
 use rayon::prelude::*;
 
+use super::candidates::{candidates, links_naming, Candidate};
 use super::mark::{DeadManifest, Marks};
 use super::{DeletedBlob, DeletedManifest, GcEvent, GcReport, Run};
-use crate::digest::{Algorithm, Digest};
-use crate::names::RepositoryName;
-use crate::storage::paths::digest_from_components;
 use crate::storage::{DriverPath, PathSpec, StorageError};
 use crate::store::StoreError;
 
-/// A blob the sweep may delete.
-#[derive(Debug, Clone)]
-struct Candidate {
-    digest: Digest,
-    data: DriverPath,
-    size: u64,
-}
+/// Sub-batches per deleting thread: enough that threads finishing early find more work.
+const CHUNKS_PER_THREAD: usize = 4;
 
 /// Deletes the manifests the mark found dead (`delete_untagged`): for each, its tag-history
 /// entries and its referrers-index entry, then its revision links. Its bytes go with the blobs.
@@ -38,34 +35,42 @@ pub(super) fn delete_manifests(
             report.manifests.extend(batch.iter().map(deleted_manifest));
             continue;
         }
-        let claimed: Vec<DriverPath> = batch.iter().flat_map(|d| d.revisions.clone()).collect();
-        let doomed = decide(
-            run,
-            &claimed,
-            report,
-            |run, dead: &DeadManifest| still_old(run, &dead.revisions),
-            batch,
-        )?;
-        for dead in doomed {
-            // Everything that names the revision first, the revision last: a run stopped in
-            // between leaves a revision the next run finds and finishes.
-            let mut naming = history_entries(dead)?;
-            if let Some(subject) = &dead.subject {
-                naming.push(
-                    PathSpec::ReferrerDescriptor {
-                        repo: &dead.repo,
-                        subject,
-                        referrer: &dead.digest,
-                    }
-                    .to_path()?,
-                );
-            }
-            run.store.driver.delete_files(&naming)?;
-            run.store.driver.delete_files(&dead.revisions)?;
-            report.manifests.push(deleted_manifest(dead));
+        let mut pending: Vec<&DeadManifest> = batch.iter().collect();
+        while !pending.is_empty() {
+            let claimed: Vec<DriverPath> =
+                pending.iter().flat_map(|d| d.revisions.clone()).collect();
+            let old = |run: &Run<'_>, dead: &&DeadManifest| still_old(run, &dead.revisions);
+            let doomed = decide(run, &claimed, report, old, &pending)?;
+            let doomed = doomed.into_iter().copied().collect();
+            let (deleted, left) = delete_while_fresh(run, doomed, delete_dead_manifests)?;
+            report
+                .manifests
+                .extend(deleted.into_iter().map(deleted_manifest));
+            pending = left;
         }
+        run.pacer.breathe();
     }
     Ok(())
+}
+
+/// Everything that names each revision first, the revisions last: a run stopped in between
+/// leaves a revision the next run finds and finishes.
+fn delete_dead_manifests(run: &Run<'_>, dead: &[&DeadManifest]) -> Result<(), StoreError> {
+    let mut naming = Vec::new();
+    for dead in dead {
+        naming.extend(history_entries(dead)?);
+        if let Some(subject) = &dead.subject {
+            let referrer = PathSpec::ReferrerDescriptor {
+                repo: &dead.repo,
+                subject,
+                referrer: &dead.digest,
+            };
+            naming.push(referrer.to_path()?);
+        }
+    }
+    run.store.driver.delete_files(&naming)?;
+    let revisions: Vec<DriverPath> = dead.iter().flat_map(|d| d.revisions.clone()).collect();
+    Ok(run.store.driver.delete_files(&revisions)?)
 }
 
 fn deleted_manifest(dead: &DeadManifest) -> DeletedManifest {
@@ -99,13 +104,13 @@ pub(super) fn delete_blobs(
     if candidates.is_empty() {
         return Ok(());
     }
-    let wanted: HashSet<&Digest> = candidates.iter().map(|c| &c.digest).collect();
+    let wanted = candidates.iter().map(|c| &c.digest).collect();
     let links = links_naming(run, &marks.repos, &wanted)?;
+    let links_of = |c: &Candidate| links.get(&c.digest).cloned().unwrap_or_default();
     let total = candidates.len();
     let mut done = 0;
     for batch in candidates.chunks(run.options.batch_size.max(1)) {
         done += batch.len();
-        let links_of = |c: &Candidate| links.get(&c.digest).cloned().unwrap_or_default();
         if run.options.dry_run {
             for candidate in batch {
                 report.links.extend(links_of(candidate));
@@ -114,26 +119,30 @@ pub(super) fn delete_blobs(
             run.tell(GcEvent::Swept { done, total });
             continue;
         }
-        let claimed: Vec<DriverPath> = batch
-            .iter()
-            .flat_map(|c| std::iter::once(c.data.clone()).chain(links_of(c)))
-            .collect();
-        let doomed = decide(
-            run,
-            &claimed,
-            report,
-            |run, c: &Candidate| still_old(run, std::slice::from_ref(&c.data)),
-            batch,
-        )?;
-        let doomed_links: Vec<DriverPath> = doomed.iter().flat_map(|c| links_of(c)).collect();
-        run.store.driver.delete_files(&doomed_links)?;
-        let data: Vec<DriverPath> = doomed.iter().map(|c| c.data.clone()).collect();
-        run.store.driver.delete_files(&data)?;
-        report.links.extend(doomed_links);
-        for candidate in doomed {
-            record_blob(report, candidate);
+        let mut pending: Vec<&Candidate> = batch.iter().collect();
+        while !pending.is_empty() {
+            let claimed: Vec<DriverPath> = pending
+                .iter()
+                .flat_map(|c| std::iter::once(c.data.clone()).chain(links_of(c)))
+                .collect();
+            let old = |run: &Run<'_>, c: &&Candidate| still_old(run, std::slice::from_ref(&c.data));
+            let doomed = decide(run, &claimed, report, old, &pending)?;
+            let doomed = doomed.into_iter().copied().collect();
+            let delete = |run: &Run<'_>, blobs: &[&Candidate]| {
+                let named: Vec<DriverPath> = blobs.iter().flat_map(|c| links_of(c)).collect();
+                run.store.driver.delete_files(&named)?;
+                let data: Vec<DriverPath> = blobs.iter().map(|c| c.data.clone()).collect();
+                Ok(run.store.driver.delete_files(&data)?)
+            };
+            let (deleted, left) = delete_while_fresh(run, doomed, delete)?;
+            for candidate in deleted {
+                report.links.extend(links_of(candidate));
+                record_blob(report, candidate);
+            }
+            pending = left;
         }
         run.tell(GcEvent::Swept { done, total });
+        run.pacer.breathe();
     }
     Ok(())
 }
@@ -144,6 +153,39 @@ fn record_blob(report: &mut GcReport, candidate: &Candidate) {
         digest: candidate.digest.clone(),
         size: candidate.size,
     });
+}
+
+/// Deletes `doomed` in sub-batches at once on the deleting pool, each with `delete` (which
+/// keeps the protocol's order within its sub-batch). A sub-batch starts only while the claim
+/// is fresh: the deletions must be over before writers stop honouring it. Returns what was
+/// deleted, in order, and what is left for a new claim and a new look.
+fn delete_while_fresh<'b, T: Sync>(
+    run: &Run<'_>,
+    doomed: Vec<&'b T>,
+    delete: impl Fn(&Run<'_>, &[&'b T]) -> Result<(), StoreError> + Sync,
+) -> Result<(Vec<&'b T>, Vec<&'b T>), StoreError> {
+    let threads = run.deleters.current_num_threads();
+    let size = doomed.len().div_ceil(threads * CHUNKS_PER_THREAD).max(1);
+    let outcomes: Vec<bool> = run.deleters.install(|| {
+        doomed
+            .par_chunks(size)
+            .map(|chunk| {
+                if !run.claim_is_fresh() {
+                    return Ok(false);
+                }
+                delete(run, chunk).map(|()| true)
+            })
+            .collect::<Result<_, StoreError>>()
+    })?;
+    let (mut deleted, mut left) = (Vec::new(), Vec::new());
+    for (chunk, done) in doomed.chunks(size).zip(outcomes) {
+        if done {
+            deleted.extend_from_slice(chunk);
+        } else {
+            left.extend_from_slice(chunk);
+        }
+    }
+    Ok((deleted, left))
 }
 
 /// Claims `claimed`, then keeps the items of `batch` for which `old` still holds; repeats
@@ -170,7 +212,7 @@ fn decide<'b, T: Sync>(
                 .map(|item| old(run_ref, item))
                 .collect::<Result<_, _>>()
         })?;
-        if !run.claimer.as_ref().is_some_and(|c| c.is_fresh()) {
+        if !run.claim_is_fresh() {
             continue;
         }
         let doomed: Vec<&T> = batch
@@ -181,7 +223,7 @@ fn decide<'b, T: Sync>(
         run.tell(GcEvent::Deleting { paths: claimed });
         // Deletions follow at once; a claim gone stale meanwhile (a slow observer, a paused
         // process) is one writers may have stopped honouring: claim and look again.
-        if !run.claimer.as_ref().is_some_and(|c| c.is_fresh()) {
+        if !run.claim_is_fresh() {
             continue;
         }
         report.kept_touched += verdicts.iter().filter(|&&old| !old).count() as u64;
@@ -204,131 +246,52 @@ fn still_old(run: &Run<'_>, paths: &[DriverPath]) -> Result<bool, StoreError> {
     Ok(any)
 }
 
-/// Every blob in `blobs/` that is not marked: older than the cut-off ones are returned, the
-/// others counted as kept young. Directories are listed, and only unmarked blobs' `data`
-/// files are looked at, so marked blobs cost nothing beyond their name in a listing.
-fn candidates(
-    run: &Run<'_>,
-    marked: &HashSet<Digest>,
-    report: &mut GcReport,
-) -> Result<Vec<Candidate>, StoreError> {
-    let mut fanouts = Vec::new();
-    for alg_dir in list(run, &PathSpec::BlobsRoot.to_path()?)? {
-        for fanout in list(run, &alg_dir)? {
-            fanouts.push((alg_dir.name().to_owned(), fanout));
-        }
-    }
-    let kept_young = Mutex::new(0u64);
-    let found: Vec<Vec<Candidate>> = run.pool.install(|| {
-        fanouts
-            .par_iter()
-            .map(|(alg, fanout)| {
-                let mut found = Vec::new();
-                for dir in list(run, fanout)? {
-                    let Ok(digest) = digest_from_components(&[alg.as_str()], dir.name()) else {
-                        continue;
-                    };
-                    if marked.contains(&digest) {
-                        continue;
-                    }
-                    let data = dir.join("data")?;
-                    match run.store.driver.stat(&data) {
-                        Ok(info) if info.is_dir => {}
-                        Ok(info) if run.is_old(info.modified) => found.push(Candidate {
-                            digest,
-                            data,
-                            size: info.size,
-                        }),
-                        Ok(_) => *kept_young.lock() += 1,
-                        Err(StorageError::NotFound(_)) => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                Ok(found)
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::digest::Digest;
+    use crate::names::RepositoryName;
+    use crate::storage::PathSpec;
+    use crate::store::{GcOptions, Store};
+
+    /// Stores `count` blobs no manifest names, each with its layer link in `repo`.
+    fn garbage(store: &Store, repo: &RepositoryName, count: usize) -> Vec<Digest> {
+        (0..count)
+            .map(|i| {
+                let bytes = format!("garbage layer {i}");
+                let mut upload = store.create_upload(repo).unwrap();
+                upload.append(bytes.as_bytes()).unwrap();
+                let digest = Digest::sha256(bytes.as_bytes());
+                upload.commit(&digest, None).unwrap();
+                digest
             })
-            .collect::<Result<_, StoreError>>()
-    })?;
-    report.kept_young += kept_young.into_inner();
-    Ok(found.into_iter().flatten().collect())
-}
-
-/// Lists a directory; a missing one is empty.
-fn list(run: &Run<'_>, dir: &DriverPath) -> Result<Vec<DriverPath>, StoreError> {
-    match run.store.driver.list(dir) {
-        Ok(entries) => Ok(entries),
-        Err(StorageError::NotFound(_)) => Ok(Vec::new()),
-        Err(e) => Err(e.into()),
+            .collect()
     }
-}
 
-/// The links in every repository that name one of `wanted`: layer links, tag history entries,
-/// tags' `current` links and alias revision links.
-fn links_naming(
-    run: &Run<'_>,
-    repos: &[RepositoryName],
-    wanted: &HashSet<&Digest>,
-) -> Result<HashMap<Digest, Vec<DriverPath>>, StoreError> {
-    let found: Vec<Vec<(Digest, DriverPath)>> = run.pool.install(|| {
-        repos
-            .par_iter()
-            .map(|repo| repository_links(run, repo, wanted))
-            .collect::<Result<_, StoreError>>()
-    })?;
-    let mut links: HashMap<Digest, Vec<DriverPath>> = HashMap::new();
-    for (digest, path) in found.into_iter().flatten() {
-        links.entry(digest).or_default().push(path);
-    }
-    Ok(links)
-}
-
-fn repository_links(
-    run: &Run<'_>,
-    repo: &RepositoryName,
-    wanted: &HashSet<&Digest>,
-) -> Result<Vec<(Digest, DriverPath)>, StoreError> {
-    let mut found = Vec::new();
-    // `_layers/<alg>/<hex>/link`, and alias revisions `revisions/<alg>/<hex>/link`.
-    let layers = PathSpec::LayersDir { repo }.to_path()?;
-    digest_dir_links(run, &layers, wanted, true, &mut found)?;
-    let revisions = PathSpec::ManifestRevisionsDir { repo }.to_path()?;
-    digest_dir_links(run, &revisions, wanted, false, &mut found)?;
-    for tag_dir in list(run, &PathSpec::TagsDir { repo }.to_path()?)? {
-        digest_dir_links(run, &tag_dir.join("index")?, wanted, true, &mut found)?;
-        let current = tag_dir.join("current")?.join("link")?;
-        if let Ok(Some(target)) = run.store.read_link(&current) {
-            if wanted.contains(&target) {
-                found.push((target, current));
-            }
-        }
-    }
-    Ok(found)
-}
-
-/// Links below `dir` laid out as `<alg>/<hex>/link`. sha256 names are taken from the path
-/// (when `sha256_too`); other algorithms' links are read for the digest they hold.
-fn digest_dir_links(
-    run: &Run<'_>,
-    dir: &DriverPath,
-    wanted: &HashSet<&Digest>,
-    sha256_too: bool,
-    found: &mut Vec<(Digest, DriverPath)>,
-) -> Result<(), StoreError> {
-    for alg_dir in list(run, dir)? {
-        let is_sha256 = alg_dir.name() == Algorithm::SHA256.to_string();
-        if is_sha256 && !sha256_too {
-            continue;
-        }
-        for entry in list(run, &alg_dir)? {
-            let link = entry.join("link")?;
-            let target = if is_sha256 {
-                digest_from_components(&["sha256"], entry.name()).ok()
-            } else {
-                run.store.read_link(&link).ok().flatten()
+    #[test]
+    fn parallel_sub_batches_delete_every_blob_and_its_link() {
+        let store = Store::in_memory();
+        let repo = RepositoryName::parse("app").unwrap();
+        let digests = garbage(&store, &repo, 60);
+        let options = GcOptions {
+            grace: Duration::ZERO,
+            batch_size: 7,
+            delete_parallelism: 4,
+            ..GcOptions::default()
+        };
+        let report = store.collect_garbage(&options).unwrap();
+        assert_eq!(report.blobs.len(), 60);
+        assert_eq!(report.links.len(), 60);
+        for digest in &digests {
+            assert!(store.stat_global(digest).is_err());
+            let link = PathSpec::LayerLink {
+                repo: &repo,
+                digest,
             };
-            if let Some(target) = target.filter(|t| wanted.contains(t)) {
-                found.push((target, link));
-            }
+            assert!(store.driver().stat(&link.to_path().unwrap()).is_err());
         }
+        let again = store.collect_garbage(&options).unwrap();
+        assert!(again.blobs.is_empty() && again.links.is_empty());
     }
-    Ok(())
 }
