@@ -35,7 +35,8 @@ run_one() {
     case $name in
         # No access log: the axum example installs no log subscriber, so neither logs a line.
         serve) RUST_LOG=warn "$bin" serve --storage "$dir" --listen "127.0.0.1:$port" 2>/dev/null & ;;
-        axum) "$app" "$dir" "127.0.0.1:$port" >/dev/null 2>&1 & ;;
+        # The bench writes under `bench-<seed>/`: that is the app's writable prefix here.
+        axum) WRITABLE_PREFIX=bench- "$app" "$dir" "127.0.0.1:$port" >/dev/null 2>&1 & ;;
     esac
     pid=$!
     wait_up "127.0.0.1:$port"

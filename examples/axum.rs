@@ -7,7 +7,8 @@
 //! curl http://127.0.0.1:5000/healthz
 //! ```
 //!
-//! It prints `listening on ADDR` once it accepts connections.
+//! It prints `listening on ADDR` once it accepts connections. `WRITABLE_PREFIX` replaces
+//! `team-a/` (the overhead benchmark, `benches/embedding_overhead.sh`, writes under `bench-`).
 
 use std::net::SocketAddr;
 
@@ -20,20 +21,23 @@ use layerstore::http::{
     RegistryService,
 };
 
-/// Anyone may pull; pushes and deletes only under `team-a/`.
+/// Anyone may pull; pushes and deletes only under one prefix (`team-a/`).
 #[derive(Debug)]
-struct TeamAWrites;
+struct TeamAWrites {
+    prefix: String,
+}
 
 impl AccessControl for TeamAWrites {
     fn decide<'a>(&'a self, request: AccessRequest<'a>) -> BoxFuture<'a, Decision> {
         Box::pin(async move {
             let writes_elsewhere = request.needed.iter().any(|scope| {
                 scope.resource_type == "repository"
-                    && !scope.name.starts_with("team-a/")
+                    && !scope.name.starts_with(&self.prefix)
                     && scope.actions.iter().any(|action| *action != Action::Pull)
             });
             if writes_elsewhere {
-                return Decision::Deny("only repositories under team-a/ are writable".into());
+                let reason = format!("only repositories under {} are writable", self.prefix);
+                return Decision::Deny(reason);
             }
             // Everything else as the registry's own rules say (its tokens, its htpasswd).
             GrantedAccess.decide(request).await
@@ -67,7 +71,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr: SocketAddr = args.next().as_deref().unwrap_or("127.0.0.1:5000").parse()?;
 
     let registry = RegistryBuilder::from_storage_url(&storage)?
-        .access_control(TeamAWrites)
+        .access_control(TeamAWrites {
+            prefix: std::env::var("WRITABLE_PREFIX").unwrap_or_else(|_| "team-a/".into()),
+        })
         .build()?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     println!("listening on {}", listener.local_addr()?);
