@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Request};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::Router;
 use layerstore::auth::Action;
 use layerstore::http::{
@@ -77,6 +78,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     println!("listening on {}", listener.local_addr()?);
+    // As `layerstore serve` does: no Nagle delay on small answers (a range GET, a 202).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let app = app(registry).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app).await?;
     Ok(())
