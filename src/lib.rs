@@ -18,8 +18,8 @@
 //! | [`auth`] | htpasswd and registry-token (JWT) authentication, scopes, challenges | reads files |
 //! | [`http`] | the OCI distribution API on hyper + tokio: routes, handlers, errors, tokens | sockets |
 //! | [`metrics`] | Prometheus metric families of a server, text encoding, fsck textfiles | pure |
-//! | [`bench`] | `layerstore bench`: verified throughput/latency client for any OCI registry | network |
-//! | [`fuzzing`] | entry points shared by the fuzz targets and the corpus replay test | pure |
+//! | `bench` (feature `bench`) | `layerstore bench`: verified throughput/latency client for any OCI registry | network |
+//! | `fuzzing` (feature `fuzzing`) | entry points shared by the fuzz targets and the corpus replay test | pure |
 //!
 //! The binary (`src/main.rs`, `src/cli/`) is a thin clap front end over these modules.
 //! `docs/design.md` follows a byte through them.

@@ -375,7 +375,7 @@ pub fn expect_status(
     }
 }
 
-/// The next frame of a response body, failing if the server stalls for [`RESPONSE_TIMEOUT`]
+/// The next frame of a response body, failing if the server stalls for `RESPONSE_TIMEOUT`
 /// (a server that stops mid-body must not hang the run).
 pub async fn next_frame(
     step: &'static str,

@@ -7,7 +7,7 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`reference`] | `HOST/REPO[:TAG][@DIGEST]` image references |
+//! | [`reference`](mod@reference) | `HOST/REPO[:TAG][@DIGEST]` image references |
 //! | [`challenge`] | `WWW-Authenticate` parsing |
 //! | [`credentials`] | docker/podman auth files and credential helpers |
 //! | [`layout`] | OCI image layouts on disk |

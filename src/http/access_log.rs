@@ -1,10 +1,10 @@
 //! The access log line and the request metrics, written when a response is over.
 //!
 //! A response is over when hyper has taken its last body frame, or dropped the body (client
-//! gone, HEAD): the response body is wrapped in an [`ObservedBody`] that counts the bytes
+//! gone, HEAD): the response body is wrapped in an `ObservedBody` that counts the bytes
 //! handed to hyper and logs then, so the bytes and the duration are those of the whole
 //! transfer, not of the handler. Request body bytes are counted by the handlers that read a
-//! body ([`count_received`]) into a counter the request's task holds (a task-local, so no
+//! body (`count_received`) into a counter the request's task holds (a task-local, so no
 //! handler signature carries it).
 //!
 //! The line goes to target `layerstore::access` at INFO, inside the `request{id=…}` span that

@@ -121,7 +121,7 @@ pub fn map_slice(map: &Arc<memmap2::Mmap>, range: Option<ByteRange>) -> Bytes {
     }
 }
 
-/// Streams a blocking reader: a blocking task reads [`STREAM_CHUNK`]-byte pieces into a channel
+/// Streams a blocking reader: a blocking task reads `STREAM_CHUNK`-byte pieces into a channel
 /// of two, so at most a few chunks are in memory at once.
 pub fn stream_reader(mut reader: Box<dyn Read + Send>) -> Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Frame<Bytes>>>(2);

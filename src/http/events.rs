@@ -2,7 +2,7 @@
 //! set), delivered to an [`EventSink`] of the embedder's after the operation is durable. The base
 //! for webhooks and audit logs.
 //!
-//! Handlers only describe what happened: they attach a [`Happened`] list to their response.
+//! Handlers only describe what happened: they attach a `Happened` list to their response.
 //! The pipeline ([`super::app`]) fills in who asked and which request it was, and queues the
 //! events. A dedicated thread hands them to the sink one by one, in order, so a slow sink never
 //! holds a request: when the queue is full, new events are dropped (and counted in the log and in

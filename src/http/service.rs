@@ -41,7 +41,7 @@ pub struct RegistryService {
 }
 
 impl RegistryService {
-    /// A builder over `store`, with the defaults of [`RegistryBuilder`].
+    /// A builder over `store`, with the defaults of [`RegistryBuilder`](super::RegistryBuilder).
     pub fn builder(store: crate::Store) -> super::RegistryBuilder {
         super::RegistryBuilder::new(store)
     }

@@ -239,7 +239,7 @@ impl Upload {
     }
 
     /// Appends `pieces` in order, as one batch: the writes (one after the other) and the hashing
-    /// run on two threads when the batch holds at least [`PARALLEL_MIN`] bytes. Receivers
+    /// run on two threads when the batch holds at least `PARALLEL_MIN` bytes. Receivers
     /// gather the small frames of a request body into such batches, so writing the page cache
     /// and hashing overlap without copying the frames together.
     pub fn append_pieces<B: AsRef<[u8]> + Sync>(&mut self, pieces: &[B]) -> Result<(), StoreError> {

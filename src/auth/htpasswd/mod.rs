@@ -3,7 +3,7 @@
 //!
 //! bcrypt is slow by design (tens of milliseconds) and clients send Basic credentials with
 //! every request, so: checks run on tokio's blocking pool, at most one per core at a time (a
-//! semaphore), and successes are remembered for a few minutes ([`cache`]). An unknown user is
+//! semaphore), and successes are remembered for a few minutes (`cache`). An unknown user is
 //! checked against a stand-in hash of the file's cost, so it takes as long as a wrong password
 //! and gets the same answer. The file is re-read when it changes (looked at at most once a
 //! second), so adding a user needs no restart; a file that turns unreadable or invalid is

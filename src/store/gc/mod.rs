@@ -5,7 +5,7 @@
 //!
 //! 1. **Start.** Write this run's claim file ([`claims`]); its storage time is the run's start
 //!    `T0`. Claim files of dead runs go.
-//! 2. **Mark** ([`mark`]). In every repository: read every manifest revision and every tag;
+//! 2. **Mark** (`mark`). In every repository: read every manifest revision and every tag;
 //!    the roots are the tagged manifests (all revisions without `delete_untagged`, and
 //!    revisions written within the grace window in any case); from them follow configs,
 //!    layers, index children and referrers (manifests whose `subject` is live). The marks are
@@ -13,13 +13,13 @@
 //! 3. **Untagged manifests** (`delete_untagged` only). Revisions not reached and older than
 //!    the grace window are claimed, looked at again, and deleted with their tag-history entries
 //!    and referrers-index entries, as distribution's `garbage-collect --delete-untagged` does.
-//! 4. **Blobs** ([`sweep`]). Every blob not marked and last modified before `T0 - grace` is a
-//!    candidate ([`candidates`]). In batches: claim, look at each blob's time again, delete
+//! 4. **Blobs** (`sweep`). Every blob not marked and last modified before `T0 - grace` is a
+//!    candidate (`candidates`). In batches: claim, look at each blob's time again, delete
 //!    the links that name it, then its bytes; a batch's deletions in sub-batches at once, each
 //!    while the claim is fresh.
 //! 5. **Uploads.** Upload sessions idle for longer than `upload_idle` are deleted.
 //!
-//! Writers keep their half of the bargain in [`liveness`](super::liveness): whatever a push
+//! Writers keep their half of the bargain in `store::liveness`: whatever a push
 //! relies on is young, or touched and checked against the claims. `docs/gc.md` has the race
 //! table. A run killed at any point leaves the store consistent: links go before the bytes
 //! they name, a revision goes before its bytes, and the next run finishes the job.
