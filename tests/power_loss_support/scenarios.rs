@@ -27,8 +27,8 @@ pub fn all() -> Vec<(&'static str, Box<dyn Operation>)> {
         ("manifest delete", Box::new(ManifestDelete::default())),
         ("tag delete", Box::new(TagDelete::default())),
         ("blob delete", Box::new(BlobDelete::default())),
-        ("purge uploads", Box::new(Purge::default())),
-        ("gc", Box::new(Gc::default())),
+        ("purge uploads", Box::new(purge_uploads())),
+        ("gc", Box::new(gc())),
     ]
 }
 
@@ -312,32 +312,45 @@ fn purge(store: &Store) -> Result<(), String> {
         .map_err(|e| format!("purge: {e}"))
 }
 
-#[derive(Default)]
-struct Purge {
+/// An operation that is safe to run again (purge, gc): a state it was cut short in must show
+/// `changes` or nothing, and running it again finishes the job, after which `finished` holds.
+struct Rerunnable {
     fx: Option<Fixture>,
+    changes: Changes,
+    action: fn(&Store) -> Result<(), String>,
+    finished: fn(&Store, &Fixture, Changes) -> Result<(), String>,
 }
 
-impl Operation for Purge {
+impl Operation for Rerunnable {
     fn setup(&mut self, store: &Store) {
         self.fx = Some(Fixture::build(store));
     }
 
     fn run(&mut self, store: &Store) {
-        purge(store).unwrap();
+        (self.action)(store).unwrap();
     }
 
     fn check(&self, store: &Store, returned: bool) -> Result<(), String> {
         let fx = self.fx.as_ref().unwrap();
-        let changes = Changes {
-            session: true,
-            ..Changes::default()
-        };
-        check_fixture(store, fx, changes)?;
+        check_fixture(store, fx, self.changes)?;
         if !returned {
             // Cut short: running it again finishes the job.
-            purge(store)?;
+            (self.action)(store)?;
         }
-        check_no_sessions(store)
+        (self.finished)(store, fx, self.changes)
+    }
+}
+
+/// Purge: every upload session is gone.
+fn purge_uploads() -> Rerunnable {
+    Rerunnable {
+        fx: None,
+        changes: Changes {
+            session: true,
+            ..Changes::default()
+        },
+        action: purge,
+        finished: |store, _, _| check_no_sessions(store),
     }
 }
 
@@ -353,40 +366,26 @@ fn collect(store: &Store) -> Result<(), String> {
         .map_err(|e| format!("gc: {e}"))
 }
 
-#[derive(Default)]
-struct Gc {
-    fx: Option<Fixture>,
-}
-
-impl Operation for Gc {
-    fn setup(&mut self, store: &Store) {
-        self.fx = Some(Fixture::build(store));
-    }
-
-    fn run(&mut self, store: &Store) {
-        collect(store).unwrap();
-    }
-
-    fn check(&self, store: &Store, returned: bool) -> Result<(), String> {
-        let fx = self.fx.as_ref().unwrap();
-        let changes = Changes {
+/// GC: the orphan is collected for good, and the image survived the second run too.
+fn gc() -> Rerunnable {
+    Rerunnable {
+        fx: None,
+        changes: Changes {
             orphan: true,
             ..Changes::default()
-        };
-        check_fixture(store, fx, changes)?;
-        if !returned {
-            // Cut short: running it again finishes the job.
-            collect(store)?;
-        }
-        let orphan = &fx.orphan.0;
-        if store.stat_global(orphan).is_ok() || store.stat_blob(&repo(), orphan).is_ok() {
-            return Err("collected garbage is back".into());
-        }
-        // The session was finished above; the image must have survived the second run too.
-        let changes = Changes {
-            session: true,
-            ..changes
-        };
-        check_fixture(store, fx, changes)
+        },
+        action: collect,
+        finished: |store, fx, changes| {
+            let orphan = &fx.orphan.0;
+            if store.stat_global(orphan).is_ok() || store.stat_blob(&repo(), orphan).is_ok() {
+                return Err("collected garbage is back".into());
+            }
+            // The session was finished above (the first check's run).
+            let changes = Changes {
+                session: true,
+                ..changes
+            };
+            check_fixture(store, fx, changes)
+        },
     }
 }
