@@ -190,8 +190,10 @@ pub(crate) fn walk(
             open.truncate(common);
             for dir in &dirs[common..] {
                 let dir_key = format!("{base}{}{dir}", prefix_of(&open));
-                // An empty component (`a//b`) is no directory of its own.
-                let Some(dir_path) = client.path_of(&dir_key).filter(|p| p.name() == *dir) else {
+                // An empty component (`a//b`, or `//b` right below the prefix, which would
+                // name the walk's own root) is no directory of its own.
+                let valid = |p: &DriverPath| !dir.is_empty() && p.name() == *dir;
+                let Some(dir_path) = client.path_of(&dir_key).filter(valid) else {
                     break;
                 };
                 let info = FileInfo {
