@@ -4,7 +4,9 @@
 //! Run: `cargo bench --bench hash`
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use layerstore::hash::{ResumableSha256, ResumableSha512};
+use layerstore::digest::HashAlgorithm;
+use layerstore::filehash::{self, FileRead};
+use layerstore::hash::{Hasher, ResumableSha256, ResumableSha512};
 use sha2::Digest as _;
 use std::hint::black_box;
 
@@ -85,10 +87,56 @@ fn state_save_and_resume(c: &mut Criterion) {
     group.finish();
 }
 
+/// How a file's bytes best reach the hasher: maps (plain or populated) against reads into
+/// buffers of several sizes, on a 256 MiB file in the page cache. `filehash::FileRead::DEFAULT`
+/// is chosen from this group; "plain" hashes a buffer already in memory (the ceiling).
+fn hash_from_file(c: &mut Criterion) {
+    const LEN: usize = 256 << 20;
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temporary directory");
+    let path = dir.path().join("blob");
+    let data = input(LEN);
+    std::fs::write(&path, &data).expect("write the test file");
+    let file = std::fs::File::open(&path).expect("open the test file");
+    let mut group = c.benchmark_group("file");
+    group.throughput(Throughput::Bytes(LEN as u64));
+    group.sample_size(10);
+    group.bench_function("plain_from_memory", |b| {
+        b.iter(|| sha2::Sha256::digest(black_box(&data)))
+    });
+    drop(data);
+    let strategies = [
+        ("mapped_64MiB", FileRead::Mapped(64 << 20)),
+        (
+            "mapped_populated_64MiB",
+            FileRead::MappedPopulated(64 << 20),
+        ),
+        ("mapped_populated_4MiB", FileRead::MappedPopulated(4 << 20)),
+        ("read_64KiB", FileRead::Buffered(64 << 10)),
+        ("read_256KiB", FileRead::Buffered(256 << 10)),
+        ("read_1MiB", FileRead::Buffered(1 << 20)),
+        ("read_8MiB", FileRead::Buffered(8 << 20)),
+    ];
+    for (name, how) in strategies {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut hasher = Hasher::new(HashAlgorithm::Sha256);
+                filehash::for_each_chunk(&file, how, |chunk| {
+                    hasher.update(chunk);
+                    Ok::<_, std::io::Error>(true)
+                })
+                .expect("hash the file");
+                hasher.digest()
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     sha256_resumable_vs_plain,
     sha512_resumable_vs_plain,
-    state_save_and_resume
+    state_save_and_resume,
+    hash_from_file
 );
 criterion_main!(benches);

@@ -66,6 +66,32 @@ fn conformance_ranges_on_a_2048_byte_blob() {
     }
 }
 
+/// Large bodies are sent as mapped windows of 2 MiB: whole blobs and ranges that start and end
+/// inside windows, across several of them, come back byte for byte; small ranges are reads.
+#[test]
+fn large_bodies_and_ranges_across_map_windows() {
+    const MIB: usize = 1 << 20;
+    let server = TestServer::start();
+    let data = content(5 * MIB + 4321, 3);
+    let digest = push(&server, "r", &data);
+    let path = format!("/v2/r/blobs/{digest}");
+    let reply = server.request("GET", &path, &[], b"");
+    assert_eq!(reply.status, 200);
+    assert!(reply.body == data, "whole blob differs");
+    for (start, end) in [
+        (MIB + 7, 4 * MIB + 3),        // inside windows, across two boundaries
+        (2 * MIB, 4 * MIB - 1),        // exactly two windows
+        (4 * MIB + 1, data.len() - 1), // the short last window
+        (3 * MIB - 10, 3 * MIB + 10),  // a small read across a boundary
+        (0, 64 * 1024),                // one byte past the small-read limit
+    ] {
+        let range = format!("bytes={start}-{end}");
+        let reply = server.request("GET", &path, &[("range", &range)], b"");
+        assert_eq!(reply.status, 206, "{range}");
+        assert!(reply.body == data[start..=end], "{range}: bytes differ");
+    }
+}
+
 #[test]
 fn multiple_ranges_are_multipart() {
     let server = TestServer::start();

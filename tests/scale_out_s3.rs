@@ -82,9 +82,12 @@ fn a_chunked_upload_hops_instances_and_survives_a_sigkilled_one() {
     cut.stream.write_all(&data[7 * MIB..13 * MIB]).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
+        // A status may move back, never ahead of durable data: 3 MiB is the object the second
+        // PATCH left at the key, seen alone when Garage's ListMultipartUploads misses the
+        // unfinished upload while a part of it streams in (seen once in CI).
         let offset = offset_of(&status(instances[1].addr, &location));
         assert!(
-            offset == 7 * MIB as u64 || offset == 10 * MIB as u64,
+            [3, 7, 10].map(|m| m * MIB as u64).contains(&offset),
             "status during the PATCH: {offset}"
         );
         if offset == 10 * MIB as u64 {

@@ -401,19 +401,36 @@ fn filesystem_stays_inside_its_root_and_hides_temp_files() {
 }
 
 #[test]
-fn filesystem_maps_files_for_zero_copy_reads() {
+fn filesystem_hands_out_local_files_for_positioned_reads() {
+    use std::os::unix::fs::FileExt;
     let dir = tempfile::tempdir().unwrap();
     let driver = FilesystemDriver::new(dir.path());
-    driver.put_content(&p("/blob"), b"mapped bytes").unwrap();
-    let map = driver.map(&p("/blob")).unwrap().unwrap();
-    assert_eq!(&map[..], b"mapped bytes");
+    driver.put_content(&p("/blob"), b"local bytes").unwrap();
+    let file = driver.file(&p("/blob")).unwrap().unwrap();
+    let mut buf = [0u8; 5];
+    file.read_exact_at(&mut buf, 6).unwrap();
+    assert_eq!(&buf, b"bytes");
     driver.put_content(&p("/empty"), b"").unwrap();
-    assert!(driver.map(&p("/empty")).unwrap().unwrap().is_empty());
+    assert_eq!(
+        driver
+            .file(&p("/empty"))
+            .unwrap()
+            .unwrap()
+            .metadata()
+            .unwrap()
+            .len(),
+        0
+    );
     assert!(matches!(
-        driver.map(&p("/none")),
+        driver.file(&p("/none")),
         Some(Err(StorageError::NotFound(_)))
     ));
-    assert!(InMemoryDriver::new().map(&p("/blob")).is_none());
+    driver.put_content(&p("/dir/x"), b"").unwrap();
+    assert!(matches!(
+        driver.file(&p("/dir")),
+        Some(Err(StorageError::IsDirectory(_)))
+    ));
+    assert!(InMemoryDriver::new().file(&p("/blob")).is_none());
 }
 
 #[test]

@@ -8,7 +8,7 @@ use layerstore::digest::{Digest, HashAlgorithm};
 use layerstore::hash::Hasher;
 use layerstore::names::{RepositoryName, UploadId};
 use layerstore::storage::{DriverPath, PathSpec, StorageDriver};
-use layerstore::store::{ByteRange, Store, StoreError};
+use layerstore::store::{BlobBody, ByteRange, Store, StoreError};
 
 fn repo(name: &str) -> RepositoryName {
     RepositoryName::parse(name).unwrap()
@@ -480,7 +480,7 @@ store_suite!(inmemory, ((), Store::in_memory()));
 // ---- filesystem-specific ----------------------------------------------------------------
 
 #[test]
-fn filesystem_bodies_are_mapped() {
+fn filesystem_bodies_are_local_files_read_and_mapped_by_range() {
     let (_dir, store) = fs_store();
     let r = repo("mapped");
     let mut up = store.create_upload(&r).unwrap();
@@ -488,10 +488,18 @@ fn filesystem_bodies_are_mapped() {
     let d = Digest::sha256(b"0123456789");
     up.commit(&d, None).unwrap();
     let (_, body) = store.open_blob(Some(&r), &d).unwrap();
-    assert_eq!(
-        body.slice(ByteRange { start: 2, end: 4 }).unwrap(),
-        Some(&b"234"[..])
-    );
+    assert!(matches!(body, BlobBody::Local { size: 10, .. }));
+    let range = ByteRange { start: 2, end: 4 };
+    assert_eq!(body.read_range(range).unwrap(), b"234");
+    assert_eq!(&body.map(range).unwrap().unwrap()[..], b"234");
+    let past_the_end = ByteRange { start: 8, end: 10 };
+    assert!(matches!(
+        body.map(past_the_end),
+        Some(Err(StoreError::RangeInvalid { .. }))
+    ));
+    // The second open is the cached file: same bytes.
+    let (_, again) = store.open_blob(Some(&r), &d).unwrap();
+    assert_eq!(again.read_range(range).unwrap(), b"234");
 }
 
 #[test]

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
-use memmap2::MmapOptions;
 
 use layerstore::digest::Digest;
+use layerstore::filehash::{self, FileRead};
 use layerstore::names::RepositoryName;
 use layerstore::store::{Store, StoreError, Upload};
 
@@ -67,37 +67,18 @@ fn put(store: &Store, args: &PutArgs) -> Result<Digest, StoreError> {
     Ok(info.digest)
 }
 
-/// Bytes mapped at once: big enough to amortise mmap calls, small enough to keep memory flat.
-const WINDOW: u64 = 64 << 20;
-
-/// Feeds a file to the upload from mapped windows (no copy into a read buffer); streams that
-/// cannot be mapped (pipes, devices) are read instead.
+/// Feeds a file to the upload from mapped windows: the upload writes and hashes each 1 MiB
+/// piece on two threads, straight from the page cache, with no read buffer in between. Streams
+/// that cannot be mapped (pipes, devices) are read instead.
 fn append_file(upload: &mut Upload, path: &Path) -> Result<(), StoreError> {
     let file = File::open(path).map_err(StoreError::Input)?;
-    let meta = file.metadata().map_err(StoreError::Input)?;
-    if !meta.is_file() {
-        return upload.append_from(&mut &file).map(|_| ());
-    }
-    let size = meta.len();
-    let mut offset = 0;
-    while offset < size {
-        let len = (size - offset).min(WINDOW);
-        // SAFETY: read-only map of the user's input file, dropped at the end of this iteration.
-        // If another process truncates the file meanwhile, reads may fault (SIGBUS); that is
-        // the usual contract of mapped input, as for `layerstore digest`.
-        #[allow(unsafe_code)]
-        let window = unsafe {
-            MmapOptions::new()
-                .offset(offset)
-                .len(len as usize)
-                .map(&file)
-        }
-        .map_err(StoreError::Input)?;
-        let _ = window.advise(memmap2::Advice::Sequential);
-        for chunk in window.chunks(layerstore::store::upload::CHUNK) {
-            upload.append(chunk)?;
-        }
-        offset += len;
-    }
-    Ok(())
+    let mut appended = Ok(());
+    filehash::for_each_chunk(&file, FileRead::Mapped(64 << 20), |window| {
+        appended = window
+            .chunks(layerstore::store::upload::CHUNK)
+            .try_for_each(|piece| upload.append(piece));
+        Ok::<_, io::Error>(appended.is_ok())
+    })
+    .map_err(StoreError::Input)?;
+    appended
 }

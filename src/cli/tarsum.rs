@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 
 use layerstore::digest::{Digest, HashAlgorithm, TarsumVersion};
+use layerstore::filehash::{self, FileRead};
 use layerstore::tarsum::{TarSum, TarSumStream, TarsumError};
 
 use super::digest::AlgorithmArg;
@@ -57,9 +58,6 @@ impl From<VersionArg> for TarsumVersion {
     }
 }
 
-/// Bytes per read: big enough that per-call overhead vanishes, small enough to stay in cache.
-const READ_CHUNK: usize = 1 << 20;
-
 /// Why the sum could not be computed.
 #[derive(Debug, thiserror::Error)]
 enum CliError {
@@ -103,63 +101,24 @@ fn compute(args: &TarsumArgs) -> Result<Digest, CliError> {
     if args.input.as_os_str() == "-" {
         feed(&mut io::stdin().lock(), &mut stream)?;
     } else {
-        let file = File::open(&args.input)?;
-        if file.metadata()?.is_file() {
-            feed_mapped(&file, &mut stream)?;
-        } else {
-            feed(&mut &file, &mut stream)?;
-        }
+        feed_file(&File::open(&args.input)?, &mut stream)?;
     }
     Ok(stream.finish()?)
 }
 
-/// Feeds a regular file from read-only mapped windows of [`WINDOW`] bytes: no copy into user
-/// space, and a resident set bounded by one window.
-fn feed_mapped(file: &File, stream: &mut TarSumStream) -> Result<(), CliError> {
-    let size = file.metadata()?.len();
-    let mut offset = 0;
-    while offset < size && !stream.tarsum().is_done() {
-        let len = (size - offset).min(WINDOW);
-        let window = map_window(file, offset, len)?;
-        stream.update(&window)?;
-        offset += len;
-    }
-    Ok(())
+/// Feeds a regular file the way `filehash` reads files; stops early once the tar end marker was
+/// seen (nothing after it can change the sum).
+fn feed_file(file: &File, stream: &mut TarSumStream) -> Result<(), CliError> {
+    filehash::for_each_chunk(file, FileRead::DEFAULT, |chunk| {
+        stream.update(chunk)?;
+        Ok::<_, CliError>(!stream.tarsum().is_done())
+    })
 }
 
-/// Bytes mapped at once (as in `layerstore::filehash`).
-const WINDOW: u64 = 64 << 20;
-
-fn map_window(file: &File, offset: u64, len: u64) -> io::Result<memmap2::Mmap> {
-    let len = usize::try_from(len).map_err(|_| io::Error::other("window larger than memory"))?;
-    // SAFETY: a read-only map dropped before the next window is mapped. A file truncated by
-    // another process meanwhile could raise SIGBUS; the file is one the user named, as for
-    // `layerstore digest`.
-    #[allow(unsafe_code)]
-    let map = unsafe {
-        memmap2::MmapOptions::new()
-            .offset(offset)
-            .len(len)
-            .map(file)?
-    };
-    map.advise(memmap2::Advice::Sequential)?;
-    Ok(map)
-}
-
-/// Streams `reader` into `stream` through one reused buffer; stops early once the tar end
-/// marker was seen (nothing after it can change the sum).
+/// Streams `reader` into `stream`; stops early once the tar end marker was seen.
 fn feed(reader: &mut dyn Read, stream: &mut TarSumStream) -> Result<(), CliError> {
-    let mut buf = vec![0u8; READ_CHUNK];
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.into()),
-        };
-        stream.update(&buf[..n])?;
-        if stream.tarsum().is_done() {
-            return Ok(());
-        }
-    }
+    filehash::for_each_read(reader, |chunk| {
+        stream.update(chunk)?;
+        Ok::<_, CliError>(!stream.tarsum().is_done())
+    })
 }

@@ -1,14 +1,15 @@
-//! Response bodies: empty, small in-memory, zero-copy slices of a mapped blob, and streams.
+//! Response bodies: empty, small in-memory, mapped windows of a local blob, and streams.
 //!
-//! A mapped blob becomes [`Bytes`] that *own* an `Arc` of the map ([`Bytes::from_owner`]), so a
-//! GET of any size or range hands hyper a slice of the page cache and copies nothing into user
-//! space. Blobs on drivers without maps are streamed from a blocking reader through a small
+//! A large body of a local blob is sent as windows mapped one after another: each window
+//! becomes [`Bytes`] that *own* the map ([`Bytes::from_owner`]), so hyper writes straight from the
+//! page cache with no copy in user space, and the window is unmapped once written, so the
+//! process's resident set holds a few windows whatever the blob's size. Small ranges are one
+//! positioned read. Blobs on other drivers are streamed from a blocking reader through a small
 //! bounded channel, so memory stays flat whatever the size.
 
 use std::convert::Infallible;
 use std::io::{self, Read};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -89,8 +90,9 @@ pub fn frames(parts: Vec<Bytes>) -> Body {
     BodyExt::boxed(StreamBody::new(ChannelStream(rx)))
 }
 
-/// Owns a map so [`Bytes`] can borrow from it for as long as hyper needs.
-struct MapOwner(Arc<memmap2::Mmap>);
+/// Owns one mapped window so [`Bytes`] can borrow from it for as long as hyper needs; the window
+/// is unmapped when hyper drops the frame.
+struct MapOwner(memmap2::Mmap);
 
 impl AsRef<[u8]> for MapOwner {
     fn as_ref(&self) -> &[u8] {
@@ -98,27 +100,59 @@ impl AsRef<[u8]> for MapOwner {
     }
 }
 
+/// Bodies of at most this many bytes from a local file are read into memory in one positioned
+/// read; larger ones are sent as mapped windows.
+pub const SMALL_READ: u64 = 64 << 10;
+
+/// Bytes per mapped window of a large body: each is mapped (populated) on a blocking thread,
+/// handed to hyper without a copy, and unmapped once written, so a pull's resident set is a few
+/// windows whatever the blob's size.
+pub const MAP_WINDOW: u64 = 2 << 20;
+
 /// The bytes of `range` of a blob (the whole blob when `None`), as a body.
 ///
-/// Must be called where blocking is allowed: a driver without maps opens its reader here.
+/// Must be called where blocking is allowed: it may read the file, or open a driver's reader.
 pub fn blob(body: &BlobBody, range: Option<ByteRange>) -> io::Result<Body> {
-    match (body, range) {
-        (BlobBody::Mapped(map), range) => Ok(full(map_slice(map, range))),
-        (stream, range) => {
-            let reader = stream.reader(range).map_err(io::Error::other)?;
+    let Some(range) = range.or_else(|| body.full_range()) else {
+        return Ok(empty());
+    };
+    match body {
+        BlobBody::Local { .. } if range.len() <= SMALL_READ => small(body, range),
+        BlobBody::Local { .. } => Ok(mapped_windows(body.clone(), range)),
+        BlobBody::Stream { .. } => {
+            let reader = body.reader(Some(range)).map_err(io::Error::other)?;
             Ok(stream_reader(reader))
         }
     }
 }
 
-/// A zero-copy [`Bytes`] view of `range` of a map.
-pub fn map_slice(map: &Arc<memmap2::Mmap>, range: Option<ByteRange>) -> Bytes {
-    let bytes = Bytes::from_owner(MapOwner(Arc::clone(map)));
-    match range {
-        // The store checked the range against the size.
-        Some(r) => bytes.slice(r.start as usize..=r.end as usize),
-        None => bytes,
-    }
+/// `range` of a blob read into memory, as a body of one frame.
+pub fn small(body: &BlobBody, range: ByteRange) -> io::Result<Body> {
+    let bytes = body.read_range(range).map_err(io::Error::other)?;
+    Ok(full(bytes))
+}
+
+/// Streams `range` of a local blob as mapped windows of [`MAP_WINDOW`] bytes, mapped by a
+/// blocking task a channel of two ahead of hyper.
+fn mapped_windows(body: BlobBody, range: ByteRange) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Frame<Bytes>>>(2);
+    tokio::task::spawn_blocking(move || {
+        let mut start = range.start;
+        while start <= range.end {
+            let end = range.end.min(start + MAP_WINDOW - 1);
+            let window = body.map(ByteRange { start, end }).map(|map| {
+                map.map(|map| Frame::data(Bytes::from_owner(MapOwner(map))))
+                    .map_err(io::Error::other)
+            });
+            let Some(item) = window else { return };
+            let failed = item.is_err();
+            if tx.blocking_send(item).is_err() || failed {
+                return; // client gone, or error delivered
+            }
+            start = end + 1;
+        }
+    });
+    BodyExt::boxed(StreamBody::new(ChannelStream(rx)))
 }
 
 /// Streams a blocking reader: a blocking task reads `STREAM_CHUNK`-byte pieces into a channel

@@ -420,18 +420,8 @@ impl StorageDriver for FilesystemDriver {
         Ok(removed)
     }
 
-    fn map(&self, path: &DriverPath) -> Option<Result<memmap2::Mmap, StorageError>> {
-        let map = || {
-            let (file, _) = self.open_file(path)?;
-            // SAFETY: the map is read-only. The store maps only committed blobs, which are never
-            // modified in place (a blob is replaced only by renaming a new file over it, which
-            // leaves this mapping's inode untouched), and upload `data` files, which only grow
-            // while mapped. A file truncated by a foreign process could still raise SIGBUS.
-            #[allow(unsafe_code)]
-            let map = unsafe { memmap2::Mmap::map(&file) };
-            map.map_err(|e| StorageError::io("mmap", path, e))
-        };
-        Some(map())
+    fn file(&self, path: &DriverPath) -> Option<Result<File, StorageError>> {
+        Some(self.open_file(path).map(|(file, _)| file))
     }
 }
 

@@ -169,12 +169,12 @@ impl StorageDriver for MeteredDriver {
         self.timed("sweep_temp_files", || self.inner.sweep_temp_files(cutoff))
     }
 
-    fn map(&self, path: &DriverPath) -> Option<Result<memmap2::Mmap, StorageError>> {
+    fn file(&self, path: &DriverPath) -> Option<Result<std::fs::File, StorageError>> {
         let started = Instant::now();
-        let result = self.inner.map(path)?;
+        let result = self.inner.file(path)?;
         let outcome = result.as_ref().err().map_or(DriverOutcome::Ok, outcome_of);
         self.metrics
-            .observe_driver("map", started.elapsed(), outcome);
+            .observe_driver("open", started.elapsed(), outcome);
         Some(result)
     }
 

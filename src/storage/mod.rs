@@ -22,7 +22,7 @@
 //! | `delete_files` | remove each file, then its directory if empty; fsync the dirs | `DeleteObjects`, 200 keys per call |
 //! | `touch` | set the modification time (`futimens`) | `CopyObject` onto itself, metadata replaced |
 //! | `walk` | `list` + `stat`, depth first | `ListObjectsV2` without delimiter |
-//! | `map` | `mmap` (zero copy) | not available (`None`): callers stream |
+//! | `file` | `open` (positioned reads, windowed maps) | not available (`None`): callers stream |
 //! | `redirect_url` | none | presigned `GetObject` URL (with `redirect`) |
 //!
 //! Directories are implicit, as on S3: writing a file creates its parents; a directory exists
@@ -227,9 +227,10 @@ pub trait StorageDriver: Send + Sync + std::fmt::Debug {
         Ok(0)
     }
 
-    /// A read-only memory map of a whole file, when the backend can give one (zero-copy reads).
-    /// `None` means "not supported here": stream with [`reader`](StorageDriver::reader).
-    fn map(&self, path: &DriverPath) -> Option<Result<memmap2::Mmap, StorageError>> {
+    /// The file opened for reading, when the backend keeps files on a local filesystem: readers
+    /// then use positioned reads and map windows of it (zero copy) instead of a stream. `None`
+    /// means "not supported here": stream with [`reader`](StorageDriver::reader).
+    fn file(&self, path: &DriverPath) -> Option<Result<std::fs::File, StorageError>> {
         let _ = path;
         None
     }

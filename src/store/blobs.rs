@@ -80,24 +80,24 @@ impl Store {
     }
 
     /// Opens a blob for reading: through `repo`'s link when a repository is given, else
-    /// directly by canonical digest. On the filesystem driver the body is a memory map.
+    /// directly by canonical digest. On the filesystem driver the body is the open file.
     pub fn open_blob(
         &self,
         repo: Option<&RepositoryName>,
         digest: &Digest,
     ) -> Result<(BlobInfo, BlobBody), StoreError> {
-        // The link is read once: its target serves both the map cache and the stat.
+        // The link is read once: its target serves both the file cache and the stat.
         let canonical = match repo {
             Some(repo) => self.resolve(repo, digest)?,
             None => digest.clone(),
         };
-        if let Some(map) = self.maps.get(&canonical) {
-            self.count_map_cache(true);
+        if let Some((file, size)) = self.files.get(&canonical) {
+            self.count_file_cache(true);
             let info = BlobInfo {
                 digest: canonical,
-                size: map.len() as u64,
+                size,
             };
-            return Ok((info, BlobBody::Mapped(map)));
+            return Ok((info, BlobBody::Local { file, size }));
         }
         let info = self.stat_canonical(&canonical, digest)?;
         let path = PathSpec::BlobData {
@@ -108,14 +108,17 @@ impl Store {
             StorageError::NotFound(_) => StoreError::BlobUnknown(digest.clone()),
             e => e.into(),
         };
-        let body = match self.driver.map(&path) {
-            Some(map) => {
-                self.count_map_cache(false);
-                let map = Arc::new(map.map_err(unknown)?);
-                if !map.is_empty() {
-                    self.maps.insert(&info.digest, Arc::clone(&map));
-                }
-                BlobBody::Mapped(map)
+        let body = match self.driver.file(&path) {
+            Some(file) => {
+                self.count_file_cache(false);
+                let file = file.map_err(unknown)?;
+                let size = file
+                    .metadata()
+                    .map_err(|e| StorageError::io("stat", &path, e))?
+                    .len();
+                let file = Arc::new(file);
+                self.files.insert(&info.digest, (Arc::clone(&file), size));
+                BlobBody::Local { file, size }
             }
             None => BlobBody::Stream {
                 driver: Arc::clone(&self.driver),
@@ -123,7 +126,7 @@ impl Store {
                 size: info.size,
             },
         };
-        // The map's own length is authoritative if the file was replaced in between.
+        // The open file's own length is authoritative if the file was replaced in between.
         let info = BlobInfo {
             size: body.len(),
             ..info

@@ -1,10 +1,13 @@
 //! [`BlobBody`]: the bytes of a committed blob, ready to serve whole or by range.
 //!
-//! On the filesystem driver a body is a read-only memory map: a range is a slice of it, and
-//! serving it copies nothing in user space. Other drivers stream from their reader at an
-//! offset. Callers use the same three methods either way.
+//! On the filesystem driver a body is the open file: small ranges are positioned reads, large
+//! bodies are served from mapped windows (no copy in user space, and only the windows in flight
+//! count in the resident set). Other drivers stream from their reader at an offset. Callers use
+//! the same methods either way.
 
+use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use crate::storage::{DriverPath, StorageDriver};
@@ -44,10 +47,17 @@ impl ByteRange {
     }
 }
 
-/// The bytes of one blob.
+/// The bytes of one blob. Clones share the open file or driver.
+#[derive(Clone)]
 pub enum BlobBody {
-    /// Mapped into memory (filesystem driver): ranges are slices, nothing is copied.
-    Mapped(Arc<memmap2::Mmap>),
+    /// A file on a local filesystem (filesystem driver): ranges are positioned reads, and large
+    /// bodies can be served from mapped windows ([`BlobBody::map`]) without copying.
+    Local {
+        /// The open file, shared with the store's cache of open blobs.
+        file: Arc<File>,
+        /// Its size when opened.
+        size: u64,
+    },
     /// Streamed from the driver.
     Stream {
         /// The driver holding the blob.
@@ -62,7 +72,7 @@ pub enum BlobBody {
 impl std::fmt::Debug for BlobBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            BlobBody::Mapped(map) => write!(f, "BlobBody::Mapped({} bytes)", map.len()),
+            BlobBody::Local { size, .. } => write!(f, "BlobBody::Local({size} bytes)"),
             BlobBody::Stream { path, size, .. } => {
                 write!(f, "BlobBody::Stream({path}, {size} bytes)")
             }
@@ -75,7 +85,7 @@ impl BlobBody {
     /// driver hands such URLs out (`redirect = true` on S3).
     pub fn redirect_url(&self) -> Option<Result<String, StoreError>> {
         match self {
-            BlobBody::Mapped(_) => None,
+            BlobBody::Local { .. } => None,
             BlobBody::Stream { driver, path, .. } => driver
                 .redirect_url(path)
                 .map(|r| r.map_err(StoreError::from)),
@@ -85,8 +95,7 @@ impl BlobBody {
     /// Size of the blob.
     pub fn len(&self) -> u64 {
         match self {
-            BlobBody::Mapped(map) => map.len() as u64,
-            BlobBody::Stream { size, .. } => *size,
+            BlobBody::Local { size, .. } | BlobBody::Stream { size, .. } => *size,
         }
     }
 
@@ -102,13 +111,40 @@ impl BlobBody {
             .map(|end| ByteRange { start: 0, end })
     }
 
-    /// The bytes of `range` without copying, when the body is mapped.
-    pub fn slice(&self, range: ByteRange) -> Result<Option<&[u8]>, StoreError> {
+    /// A read-only memory map of `range`, when the body is a local file: serving it copies
+    /// nothing in user space, and dropping it returns its pages (they stay in the page cache,
+    /// not in the process's resident set).
+    pub fn map(&self, range: ByteRange) -> Option<Result<memmap2::Mmap, StoreError>> {
+        let BlobBody::Local { file, size } = self else {
+            return None;
+        };
+        let map = || {
+            let range = range.check(*size)?;
+            let len = usize::try_from(range.len())
+                .map_err(|_| StoreError::Input(io::Error::other("range larger than memory")))?;
+            // SAFETY: the map is read-only, of a committed blob. Blobs are never modified in place
+            // (a blob is replaced only by renaming a new file over it, which leaves this file's
+            // inode untouched); a file truncated by a foreign process could still raise SIGBUS.
+            #[allow(unsafe_code)]
+            let map = unsafe {
+                memmap2::MmapOptions::new()
+                    .offset(range.start)
+                    .len(len)
+                    .populate()
+                    .map(&**file)
+            };
+            map.map_err(StoreError::Input)
+        };
+        Some(map())
+    }
+
+    /// Reads `range` into memory: one positioned read for a local file. For small ranges,
+    /// where a copy costs less than a map.
+    pub fn read_range(&self, range: ByteRange) -> Result<Vec<u8>, StoreError> {
         let range = range.check(self.len())?;
-        Ok(match self {
-            BlobBody::Mapped(map) => map.get(range.start as usize..=range.end as usize),
-            BlobBody::Stream { .. } => None,
-        })
+        let mut out = Vec::with_capacity(range.len().min(1 << 20) as usize);
+        self.write_to(Some(range), &mut out)?;
+        Ok(out)
     }
 
     /// A reader over `range` (whole blob when `None`).
@@ -121,35 +157,32 @@ impl BlobBody {
             None => (0, self.len()),
         };
         Ok(match self {
-            BlobBody::Mapped(map) => Box::new(MappedReader {
-                map: Arc::clone(map),
-                pos: start as usize,
-                end: (start + len) as usize,
-            }),
+            BlobBody::Local { file, .. } => Box::new(
+                LocalReader {
+                    file: Arc::clone(file),
+                    offset: start,
+                }
+                .take(len),
+            ),
             BlobBody::Stream { driver, path, .. } => {
                 Box::new(driver.reader(path, start)?.take(len))
             }
         })
     }
 
-    /// Writes `range` (whole blob when `None`) to `out`; returns the bytes written. A mapped
-    /// body is written straight from the map.
+    /// Writes `range` (whole blob when `None`) to `out`; returns the bytes written.
     pub fn write_to(
         &self,
         range: Option<ByteRange>,
         out: &mut dyn Write,
     ) -> Result<u64, StoreError> {
         let range = match range {
-            Some(r) => r,
+            Some(r) => r.check(self.len())?,
             None => match self.full_range() {
                 Some(r) => r,
                 None => return Ok(0),
             },
         };
-        if let Some(bytes) = self.slice(range)? {
-            out.write_all(bytes).map_err(StoreError::Output)?;
-            return Ok(bytes.len() as u64);
-        }
         let mut reader = self.reader(Some(range))?;
         copy(&mut *reader, out, range.len())
     }
@@ -172,19 +205,16 @@ fn copy(reader: &mut dyn Read, out: &mut dyn Write, len: u64) -> Result<u64, Sto
     }
 }
 
-/// A reader over part of a shared map.
-struct MappedReader {
-    map: Arc<memmap2::Mmap>,
-    pos: usize,
-    end: usize,
+/// Positioned reads of a shared open file, from an offset of its own.
+struct LocalReader {
+    file: Arc<File>,
+    offset: u64,
 }
 
-impl Read for MappedReader {
+impl Read for LocalReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let available = self.map.get(self.pos..self.end).unwrap_or(&[]);
-        let n = available.len().min(buf.len());
-        buf[..n].copy_from_slice(&available[..n]);
-        self.pos += n;
+        let n = self.file.read_at(buf, self.offset)?;
+        self.offset += n as u64;
         Ok(n)
     }
 }

@@ -44,12 +44,12 @@
 pub mod blobs;
 pub mod body;
 mod error;
+mod file_cache;
 pub mod fsck;
 pub mod gc;
 mod listing;
 mod liveness;
 pub mod manifests;
-mod map_cache;
 pub mod purge;
 pub mod rfc3339;
 mod session;
@@ -86,8 +86,8 @@ pub struct Store {
     open_uploads: Arc<Mutex<HashSet<(RepositoryName, UploadId)>>>,
     /// Compute this TarSum beside SHA-256 in uploads ([`Store::with_tarsum`]).
     tarsum: Option<crate::digest::TarsumVersion>,
-    /// Memory maps of recently read blobs.
-    maps: map_cache::MapCache,
+    /// Open files of recently read blobs.
+    files: file_cache::FileCache,
     /// Where driver calls and map-cache hits are counted ([`Store::with_metrics`]).
     metrics: Option<Arc<Metrics>>,
     /// How old a file may be before a writer relying on it touches it
@@ -102,7 +102,7 @@ impl Store {
             driver,
             open_uploads: Arc::default(),
             tarsum: None,
-            maps: map_cache::MapCache::default(),
+            files: file_cache::FileCache::default(),
             metrics: None,
             touch_after: DEFAULT_TOUCH_AFTER,
         }
@@ -123,8 +123,8 @@ impl Store {
         self.metrics.as_ref()
     }
 
-    /// Counts a blob read that found (`hit`) or had to make its memory map.
-    fn count_map_cache(&self, hit: bool) {
+    /// Counts a blob read that found (`hit`) or had to open its file.
+    fn count_file_cache(&self, hit: bool) {
         match &self.metrics {
             Some(metrics) if hit => metrics.cache_hit(),
             Some(metrics) => metrics.cache_miss(),

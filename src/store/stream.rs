@@ -1,8 +1,10 @@
 //! Streaming helpers shared by uploads and fsck: feed a stored file's bytes to a closure
-//! (zero-copy from a map when the driver offers one) and fill large buffers from a reader.
+//! (positioned reads of the local file when the driver has one, as `filehash` reads) and fill
+//! large buffers from a reader.
 
 use std::io::Read;
 
+use crate::filehash::{self, FileRead};
 use crate::storage::{DriverPath, StorageDriver, StorageError};
 
 use super::StoreError;
@@ -10,8 +12,9 @@ use super::StoreError;
 /// Bytes per read when consuming a stream, and per write/hash step of an upload.
 pub const CHUNK: usize = 8 << 20;
 
-/// Feeds bytes `from..to` of the file at `path` to `sink`: from a memory map when the driver
-/// offers one, else from a reader, [`CHUNK`] bytes at a time.
+/// Feeds bytes `from..to` of the file at `path` to `sink`: read from the local file the way
+/// [`filehash`](crate::filehash) reads when the driver has one, else from a reader, [`CHUNK`]
+/// bytes at a time.
 pub(crate) fn hash_range(
     driver: &dyn StorageDriver,
     path: &DriverPath,
@@ -22,18 +25,24 @@ pub(crate) fn hash_range(
     if from >= to {
         return Ok(());
     }
-    if let Some(map) = driver.map(path) {
-        let map = map?;
-        let bytes = map
-            .get(from as usize..to as usize)
-            .ok_or(StoreError::UploadConflict {
-                expected: to,
-                found: map.len() as u64,
-            })?;
-        for chunk in bytes.chunks(CHUNK) {
+    let short = |seen: u64| StoreError::UploadConflict {
+        expected: to,
+        found: from + seen,
+    };
+    if let Some(file) = driver.file(path) {
+        let file = file?;
+        let mut seen = 0;
+        filehash::for_each_chunk_in(&file, from..to, FileRead::DEFAULT, |chunk| {
             sink(chunk);
-        }
-        return Ok(());
+            seen += chunk.len() as u64;
+            Ok::<_, std::io::Error>(true)
+        })
+        .map_err(|e| StorageError::io("read", path, e))?;
+        return if seen == to - from {
+            Ok(())
+        } else {
+            Err(short(seen))
+        };
     }
     let mut reader = driver.reader(path, from)?.take(to - from);
     let mut buf = vec![0u8; (to - from).min(CHUNK as u64) as usize];
@@ -47,10 +56,7 @@ pub(crate) fn hash_range(
         seen += n as u64;
     }
     if seen != to - from {
-        return Err(StoreError::UploadConflict {
-            expected: to,
-            found: from + seen,
-        });
+        return Err(short(seen));
     }
     Ok(())
 }

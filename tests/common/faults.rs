@@ -166,12 +166,12 @@ impl StorageDriver for FaultyDriver {
         self.inner.touch(path)
     }
 
-    fn map(&self, path: &DriverPath) -> Option<Result<memmap2::Mmap, StorageError>> {
-        // A read fault must reach the reader: no zero-copy shortcut around it.
+    fn file(&self, path: &DriverPath) -> Option<Result<std::fs::File, StorageError>> {
+        // A read fault must reach the reader: no local-file shortcut around it.
         if self.fault(Op::Read, path).is_some() {
             return None;
         }
-        self.inner.map(path)
+        self.inner.file(path)
     }
 
     fn walk(

@@ -87,16 +87,11 @@ async fn serve(
     let response = match resolve(range_header, size) {
         RangeAnswer::Full => whole(blob, head).await?,
         RangeAnswer::Single(range) => partial(blob, range, head).await?,
-        RangeAnswer::Multiple(ranges) => match &blob {
-            BlobBody::Mapped(_) => multipart(&blob, &ranges, head),
-            // Parts are read into memory: allowed up to a bound, else the whole blob streams.
-            BlobBody::Stream { .. } if total_len(&ranges) > MULTIPART_READ_LIMIT => {
-                whole(blob, head).await?
-            }
-            BlobBody::Stream { .. } => {
-                blocking(move || Ok::<_, ApiError>(multipart(&blob, &ranges, head))).await?
-            }
-        },
+        // Parts are read into memory: allowed up to a bound, else the whole blob is sent.
+        RangeAnswer::Multiple(ranges) if total_len(&ranges) > MULTIPART_READ_LIMIT => {
+            whole(blob, head).await?
+        }
+        RangeAnswer::Multiple(ranges) => blocking(move || multipart(&blob, &ranges, head)).await?,
         RangeAnswer::Unsatisfiable => {
             return Ok(ApiError::new(ErrorCode::RangeNotSatisfiable, None)
                 .header(CONTENT_RANGE, header_value(format!("bytes */{size}")))
@@ -160,18 +155,26 @@ fn total_len(ranges: &[ByteRange]) -> u64 {
     ranges.iter().map(|r| r.len()).sum()
 }
 
-/// A body for `range` of the blob: a slice of the map, or a stream opened on a blocking thread.
+/// A body for `range` of the blob. A small range of a local file is read right here: one
+/// positioned read from the page cache costs less than the hop to a blocking thread (and no
+/// more blocking than the page faults a mapped slice would take on this thread). Anything else
+/// is prepared on a blocking thread.
 async fn body_of(blob: BlobBody, range: Option<ByteRange>) -> Result<Body, ApiError> {
-    if let BlobBody::Mapped(map) = &blob {
-        return Ok(body::full(body::map_slice(map, range)));
+    if let (BlobBody::Local { .. }, Some(range)) = (&blob, range.or_else(|| blob.full_range())) {
+        if range.len() <= body::SMALL_READ {
+            return Ok(body::small(&blob, range)?);
+        }
     }
     blocking(move || body::blob(&blob, range)).await
 }
 
-/// `multipart/byteranges`: each part's headers, then its bytes. Mapped parts are slices of the
-/// map; other drivers read each part into memory, which is bounded because the ranges together
-/// never exceed the blob and this path is only taken for small ranges in practice.
-fn multipart(blob: &BlobBody, ranges: &[ByteRange], head: bool) -> Response<Body> {
+/// `multipart/byteranges`: each part's headers, then its bytes, read into memory (the caller
+/// bounds their total by [`MULTIPART_READ_LIMIT`]). Runs where blocking is allowed.
+fn multipart(
+    blob: &BlobBody,
+    ranges: &[ByteRange],
+    head: bool,
+) -> Result<Response<Body>, ApiError> {
     const BOUNDARY: &str = "layerstore-byteranges-7d3c1f";
     let size = blob.len();
     let mut parts: Vec<Bytes> = Vec::with_capacity(ranges.len() * 2 + 1);
@@ -180,10 +183,7 @@ fn multipart(blob: &BlobBody, ranges: &[ByteRange], head: bool) -> Response<Body
             "\r\n--{BOUNDARY}\r\nContent-Type: application/octet-stream\r\nContent-Range: {}\r\n\r\n",
             content_range(*range, size)
         )));
-        parts.push(match blob {
-            BlobBody::Mapped(map) => body::map_slice(map, Some(*range)),
-            BlobBody::Stream { .. } => Bytes::from(read_range(blob, *range)),
-        });
+        parts.push(Bytes::from(blob.read_range(*range)?));
     }
     parts.push(Bytes::from(format!("\r\n--{BOUNDARY}--\r\n")));
     let length: usize = parts.iter().map(Bytes::len).sum();
@@ -200,16 +200,7 @@ fn multipart(blob: &BlobBody, ranges: &[ByteRange], head: bool) -> Response<Body
         CONTENT_TYPE,
         header_value(format!("multipart/byteranges; boundary={BOUNDARY}")),
     );
-    response
-}
-
-fn read_range(blob: &BlobBody, range: ByteRange) -> Vec<u8> {
-    let mut out = Vec::new();
-    // A read error leaves the part short; the client sees a length mismatch and retries.
-    if let Err(e) = blob.write_to(Some(range), &mut out) {
-        tracing::error!(error = %e, "reading blob range");
-    }
-    out
+    Ok(response)
 }
 
 fn with_blob_headers(mut response: Response<Body>, digest: &Digest, etag: &str) -> Response<Body> {
