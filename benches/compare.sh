@@ -94,9 +94,14 @@ for round in $(seq "$rounds"); do
     for server in layerstore distribution; do
         if [ $server = layerstore ]; then port=$ls_port pid=$ls_pid; else port=$dr_port pid=$dr_pid; fi
         echo "round $round: $server" >&2
+        # The server's open file descriptors, sampled every 0.2 s while the bench runs.
+        (while sleep 0.2; do ls /proc/"$pid"/fd 2>/dev/null | wc -l; done) >"$work/$server-$round.fds" &
+        sampler=$!
         # A failed verification still writes its JSON; keep going and report it.
         "$ls_bin" bench --url "http://127.0.0.1:$port" --server-pid "$pid" --json "${bench_args[@]}" \
             >"$work/$server-$round.json" || echo "$server round $round: FAILED verification" >&2
+        kill "$sampler" 2>/dev/null || true
+        wait "$sampler" 2>/dev/null || true
     done
 done
 
@@ -152,6 +157,13 @@ for name in ls:
     for f in fails:
         rows.append(f"| {name} | FAILED: {f} | | | | | |")
 
+def peak_fds(server):
+    peaks = []
+    for r in range(1, rounds + 1):
+        counts = [int(line) for line in open(f"{work}/{server}-{r}.fds") if line.strip()]
+        peaks.append(max(counts, default=0))
+    return max(peaks)
+
 def cmd(c):
     try:
         return subprocess.run(c, shell=True, capture_output=True, text=True).stdout.strip()
@@ -161,6 +173,8 @@ cpu = cmd("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
 print(f"""Machine: {cpu}, {cmd('nproc')} cores, {platform.system()} {platform.release()}, load average at start {cmd("cut -d' ' -f1-3 /proc/loadavg")}.
 Versions: {cmd('rustc --version')}; layerstore {cmd('git describe --always --dirty')}; {cmd('docker-registry --version')}.
 Command: `benches/compare.sh {args}` (ROUNDS={rounds}: each server ran {rounds} time(s), alternating; medians).
+
+Server peak open file descriptors over the run: layerstore {peak_fds("layerstore")}, distribution {peak_fds("distribution")}.
 
 | scenario | layerstore | distribution 2.8 | ratio (layerstore / distribution) | p99 ms (ls / dist) | server CPU s/GiB (ls / dist) | server peak RSS MiB (ls / dist) |
 |---|---|---|---|---|---|---|

@@ -128,6 +128,13 @@ impl FileWriter for FsFileWriter {
         self.sync()
     }
 
+    fn commit_before_move(mut self: Box<Self>) -> Result<(), StorageError> {
+        // The move fsyncs both directories; until then a crash may forget this name, which
+        // leaves a session without data: nothing of it was acknowledged.
+        self.new_entry = false;
+        self.sync()
+    }
+
     fn cancel(mut self: Box<Self>) -> Result<(), StorageError> {
         let _ = self.join_flusher();
         // Unlinking an open file is fine on Unix; the handle closes when `self` drops.

@@ -247,6 +247,11 @@ impl FileWriter for MeteredWriter {
         observe(&metrics, "writer_commit", || inner.commit())
     }
 
+    fn commit_before_move(self: Box<Self>) -> Result<(), StorageError> {
+        let MeteredWriter { inner, metrics } = *self;
+        observe(&metrics, "writer_commit", || inner.commit_before_move())
+    }
+
     fn cancel(self: Box<Self>) -> Result<(), StorageError> {
         let MeteredWriter { inner, metrics } = *self;
         observe(&metrics, "writer_cancel", || inner.cancel())

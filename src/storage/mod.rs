@@ -96,6 +96,12 @@ pub trait FileWriter: Write + Send + std::fmt::Debug {
     fn sync(&mut self) -> Result<(), StorageError>;
     /// Makes everything durable and closes the writer.
     fn commit(self: Box<Self>) -> Result<(), StorageError>;
+    /// As [`commit`](FileWriter::commit), for a file about to be moved: the bytes must be
+    /// durable, its name need not be (the move makes the new name durable). On a filesystem
+    /// this spares the fsync of a new file's directory.
+    fn commit_before_move(self: Box<Self>) -> Result<(), StorageError> {
+        self.commit()
+    }
     /// Closes the writer and deletes the file.
     fn cancel(self: Box<Self>) -> Result<(), StorageError>;
 

@@ -359,7 +359,7 @@ impl Upload {
             Some(writer) => writer,
             None => self.driver.writer(&self.data_path()?, true)?,
         };
-        writer.commit()?;
+        writer.commit_before_move()?;
         Ok(())
     }
 

@@ -225,6 +225,11 @@ impl FileWriter for FaultyWriter {
         self.inner.commit()
     }
 
+    fn commit_before_move(self: Box<Self>) -> Result<(), StorageError> {
+        self.driver.check(Op::Sync, &self.path)?;
+        self.inner.commit_before_move()
+    }
+
     fn cancel(self: Box<Self>) -> Result<(), StorageError> {
         self.inner.cancel()
     }
