@@ -77,7 +77,7 @@ for line in open(sys.argv[1]):
 ls, ng = statistics.median(runs["layerstore"]), statistics.median(runs["nginx"])
 print(f"SIZE={sys.argv[2]} ROUNDS={sys.argv[3]}: curl -o /dev/null, MB/s\n")
 print("| server | median | all runs |\n|---|---|---|")
-for name, vals in (("layerstore serve (mmap, writev)", runs["layerstore"]), ("nginx (sendfile)", runs["nginx"])):
+for name, vals in (("layerstore serve (mapped 2 MiB windows, writev)", runs["layerstore"]), ("nginx (sendfile)", runs["nginx"])):
     print(f"| {name} | {statistics.median(vals):.1f} | {', '.join(f'{v:.0f}' for v in vals)} |")
 print(f"\nlayerstore / nginx: {ls / ng:.2f}")
 PY

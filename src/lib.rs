@@ -14,7 +14,7 @@
 //! | [`tarsum`] | Docker TarSum v0/v1/dev: streaming, resumable, plain or gzip tar | pure |
 //! | [`storage`] | storage drivers (filesystem, in-memory), validated paths, distribution's layout | files |
 //! | [`store`] | blobs, resumable uploads, manifests, tags, referrers, purge, fsck | via a driver |
-//! | [`filehash`] | hash files (mapped windows) and streams with flat memory | reads files |
+//! | [`filehash`] | hash files and streams with flat memory (one measured way to read files) | reads files |
 //! | [`auth`] | htpasswd and registry-token (JWT) authentication, scopes, challenges | reads files |
 //! | [`http`] | the OCI distribution API on hyper + tokio: routes, handlers, errors, tokens | sockets |
 //! | [`metrics`] | Prometheus metric families of a server, text encoding, fsck textfiles | pure |

@@ -2,8 +2,8 @@
 //! of them pushing and pulling the same blobs at once, with deletes racing reads. Every answer
 //! is checked: 0 errors, 0 corrupt reads (each pull is hashed and its length compared).
 //! Afterwards the server's file descriptors and memory must be back near where they started.
-//! Memory means anonymous memory (heap, stacks): pages of blobs the server keeps mapped for
-//! reading are the kernel's page cache, reported separately.
+//! Memory means anonymous memory (heap, stacks): pages of the blob windows mapped while they
+//! are sent are the kernel's page cache, reported separately.
 //!
 //! Blobs stream from the bench's seekable generator and pulls are hashed as they arrive, so
 //! the clients hold no blob in memory and the sizes can go up to 256 MiB. The four shared

@@ -12,7 +12,7 @@ use layerstore::hash::Hasher;
 
 /// Print `ALGORITHM:HEX  NAME` for each input, like sha256sum with a digest prefix.
 ///
-/// Files are hashed from memory maps (no copies, flat memory); `-` reads standard input.
+/// Files are read 1 MiB at a time (flat memory); `-` reads standard input.
 /// A file that cannot be read is reported on stderr and the other inputs are still hashed;
 /// the exit status is then 1.
 #[derive(Debug, Args)]

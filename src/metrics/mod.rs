@@ -12,7 +12,7 @@
 //! - requests: `layerstore_http_requests_total` and `layerstore_http_request_duration_seconds`
 //!   by route, method and status; `layerstore_http_received_bytes_total` and
 //!   `layerstore_http_sent_bytes_total` by route; `layerstore_uploads_in_progress`.
-//! - the blob map cache: `layerstore_blob_cache_hits_total`, `layerstore_blob_cache_misses_total`.
+//! - the open blob file cache: `layerstore_blob_cache_hits_total`, `layerstore_blob_cache_misses_total`.
 //! - the storage driver: `layerstore_storage_operation_duration_seconds` and
 //!   `layerstore_storage_operations_total` (by operation and outcome), and
 //!   `layerstore_storage_errors_total` by operation and error kind.
@@ -150,12 +150,12 @@ impl Metrics {
             .expect("valid metric"),
             cache_hits: IntCounter::new(
                 "layerstore_blob_cache_hits_total",
-                "Blob reads served from an already mapped blob.",
+                "Blob reads served from an already open blob file.",
             )
             .expect("valid metric"),
             cache_misses: IntCounter::new(
                 "layerstore_blob_cache_misses_total",
-                "Blob reads that had to map the blob (drivers with memory maps only).",
+                "Blob reads that had to open the blob file (filesystem storage only).",
             )
             .expect("valid metric"),
             events_dropped: IntCounter::new(
@@ -260,12 +260,12 @@ impl Metrics {
         UploadGuard(self.uploads.clone())
     }
 
-    /// A blob read found its map in the cache.
+    /// A blob read found its open file in the cache.
     pub fn cache_hit(&self) {
         self.cache_hits.inc();
     }
 
-    /// A blob read had to map the blob.
+    /// A blob read had to open the blob file.
     pub fn cache_miss(&self) {
         self.cache_misses.inc();
     }

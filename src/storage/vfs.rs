@@ -3,7 +3,7 @@
 //! power cut at any point would leave on the disk (`vfs_record`, `vfs_crash`).
 //!
 //! Only mutations go through it (create, write, truncate, fsync, rename, unlink, mkdir, rmdir,
-//! set the modification time): reads, listings, `stat` and memory maps stay on `std::fs`,
+//! set the modification time): reads, listings, `stat` and opening files for reading stay on `std::fs`,
 //! since a recording layer passes every call through to a real directory and so reads back
 //! the same bytes. [`RealFs`] is the pass-through the driver uses by default: one dynamic call
 //! in front of each system call, which is noise next to the system call itself.

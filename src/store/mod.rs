@@ -1,7 +1,7 @@
 //! The blob store that registries embed: distribution's layout over any [`StorageDriver`].
 //!
 //! - [`blobs`]: the global content-addressable store plus per-repository `_layers` links
-//!   (stat, open as a zero-copy [`BlobBody`], ranges, unlink, cross-repository mount).
+//!   (stat, open as a [`BlobBody`], ranges, unlink, cross-repository mount).
 //! - [`upload`]: resumable uploads that hash while writing, checkpoint Go-format hash states and
 //!   publish atomically; uploads begun by distribution resume the same way.
 //! - [`manifests`]: manifests as blobs plus revision links, tags, the referrers index; the

@@ -1,5 +1,6 @@
-//! `GET`/`HEAD`/`DELETE /v2/<name>/blobs/<digest>`: whole blobs and byte ranges, served from
-//! the mapped file without copying.
+//! `GET`/`HEAD`/`DELETE /v2/<name>/blobs/<digest>`: whole blobs and byte ranges. A local blob's
+//! small ranges are one positioned read; larger bodies go out as mapped windows, without copies
+//! (see [`body`](crate::http::body)).
 
 use std::sync::Arc;
 
@@ -147,8 +148,8 @@ async fn partial(blob: BlobBody, range: ByteRange, head: bool) -> Result<Respons
     Ok(response)
 }
 
-/// The most bytes a `multipart/byteranges` answer reads into memory from a streamed (not
-/// mapped) blob; more is answered with the whole blob, as RFC 9110 allows.
+/// The most bytes a `multipart/byteranges` answer reads into memory; more is answered with the
+/// whole blob, as RFC 9110 allows.
 const MULTIPART_READ_LIMIT: u64 = 16 << 20;
 
 fn total_len(ranges: &[ByteRange]) -> u64 {
@@ -156,9 +157,9 @@ fn total_len(ranges: &[ByteRange]) -> u64 {
 }
 
 /// A body for `range` of the blob. A small range of a local file is read right here: one
-/// positioned read from the page cache costs less than the hop to a blocking thread (and no
-/// more blocking than the page faults a mapped slice would take on this thread). Anything else
-/// is prepared on a blocking thread.
+/// positioned read from the page cache costs less than the hop to a blocking thread (a cold read
+/// from disk blocks this thread as long as one small read takes). Anything else is prepared on a
+/// blocking thread.
 async fn body_of(blob: BlobBody, range: Option<ByteRange>) -> Result<Body, ApiError> {
     if let (BlobBody::Local { .. }, Some(range)) = (&blob, range.or_else(|| blob.full_range())) {
         if range.len() <= body::SMALL_READ {
