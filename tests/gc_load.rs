@@ -250,7 +250,10 @@ fn check(outcome: &Outcome, ledgers: &[Ledger], seconds: u64, flags: GcFlags) {
 
 /// Many collections finished (at least one per 20 s: under this load on two cores a run takes
 /// up to ~35 s), every one started finished (but one still running), none failed, and they
-/// did delete.
+/// did delete: manifests or blobs. A blob outlives the manifest that last named it by at least
+/// one run (it must be unreferenced when a run marks), and on S3 under a loaded box three runs
+/// may be all that fit in the load (seen in CI: 5 manifests deleted, the blobs they freed left
+/// to the collection after the load, which deleted 71).
 fn check_collections(runs: &GcRuns, seconds: u64) {
     assert!(runs.failed.is_empty(), "failed: {:?}", runs.failed);
     let expected = (seconds / 20).max(2);
@@ -263,7 +266,10 @@ fn check_collections(runs: &GcRuns, seconds: u64) {
         runs.started <= runs.finished + 1,
         "collections did not finish"
     );
-    assert!(runs.deleted_blobs > 0 && runs.deleted_manifests > 0);
+    assert!(
+        runs.deleted_blobs + runs.deleted_manifests > 0,
+        "the collections deleted nothing"
+    );
 }
 
 /// After the last collection: exactly the ledgers' tags and the manifests they name, and no

@@ -164,6 +164,45 @@ pub(crate) fn remove_stale(driver: &dyn StorageDriver, now: SystemTime) -> Resul
     Ok(removed)
 }
 
+/// Whether the claim `file` was last written more than a [`CLAIM_LEASE`] ago by the storage's
+/// clock (a live collection rewrites its claim at least every half lease). `now` caches the
+/// storage's time for the caller's loop.
+fn older_than_a_lease(
+    driver: &dyn StorageDriver,
+    file: &DriverPath,
+    now: &mut Option<SystemTime>,
+) -> Result<bool, StoreError> {
+    let written = match driver.stat(file) {
+        Ok(info) => info.modified,
+        Err(StorageError::NotFound(_)) => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    let now = match now {
+        Some(now) => *now,
+        None => *now.insert(storage_now(driver)?),
+    };
+    Ok(now
+        .duration_since(written)
+        .is_ok_and(|age| age > CLAIM_LEASE))
+}
+
+/// The storage's current time: the modification time of a file touched (or written) just now,
+/// beside the claims. Claim files carry the same clock, so the comparison does not depend on
+/// this machine's clock agreeing with the storage's.
+fn storage_now(driver: &dyn StorageDriver) -> Result<SystemTime, StoreError> {
+    let clock = DriverPath::parse(CLOCK_FILE)?;
+    match driver.touch(&clock) {
+        Ok(()) => {}
+        Err(StorageError::NotFound(_)) => driver.put_content(&clock, b"")?,
+        Err(e) => return Err(e.into()),
+    }
+    Ok(driver.stat(&clock)?.modified)
+}
+
+/// A file whose modification time is the storage's clock ([`storage_now`]). Outside the claims
+/// directory, so that it is never read as a claim.
+const CLOCK_FILE: &str = "/layerstore/gc/clock";
+
 /// Claim files found dead (unchanged for a lease), with the header they had: skipped by every
 /// later wait in this process until they change (a live run rewriting one) or go.
 static DEAD_CLAIMS: OnceLock<Mutex<HashMap<DriverPath, String>>> = OnceLock::new();
@@ -172,7 +211,10 @@ static DEAD_CLAIMS: OnceLock<Mutex<HashMap<DriverPath, String>>> = OnceLock::new
 /// (the caller must then look at its files again: the collection may have deleted them).
 ///
 /// A claim whose file has not changed for a whole [`CLAIM_LEASE`] is a dead collection's and
-/// is not waited for. Gives up with [`StoreError::CollectionBusy`] after two leases of
+/// is not waited for. That is judged at first sight by the storage's clock (the claim file's
+/// modification time against a file written just now, [`storage_now`]), so a process that meets
+/// a long-dead claim does not wait a lease for it; a claim that looks alive is then watched by
+/// this process's clock, as before. Gives up with [`StoreError::CollectionBusy`] after two leases of
 /// changing claims that keep naming these paths, which a live collection never does (it
 /// decides each batch within half a lease).
 pub(crate) fn wait_unclaimed(
@@ -184,6 +226,8 @@ pub(crate) fn wait_unclaimed(
     let started = Instant::now();
     // Per claim file: the header last seen and since when (this process's clock).
     let mut seen: HashMap<DriverPath, (String, Instant)> = HashMap::new();
+    // The storage's time, read once per call and only when a claim needs judging.
+    let mut now = None;
     let mut waited = false;
     loop {
         let files = match driver.list(&dir) {
@@ -205,11 +249,12 @@ pub(crate) fn wait_unclaimed(
             if !names_one || dead.lock().get(&file) == Some(&set.header) {
                 continue;
             }
-            let since = match seen.get(&file) {
-                Some((previous, since)) if *previous == set.header => *since,
-                _ => Instant::now(),
+            let (since, first_sight) = match seen.get(&file) {
+                Some((previous, since)) if *previous == set.header => (*since, false),
+                _ => (Instant::now(), true),
             };
-            if since.elapsed() < CLAIM_LEASE {
+            let long_dead = first_sight && older_than_a_lease(driver, &file, &mut now)?;
+            if since.elapsed() < CLAIM_LEASE && !long_dead {
                 blocked = Some(file.clone());
             } else {
                 // Unchanged for a whole lease: its collection died. Remembered, so that no
@@ -226,5 +271,54 @@ pub(crate) fn wait_unclaimed(
             return Err(StoreError::CollectionBusy(file));
         }
         std::thread::sleep(POLL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::FilesystemDriver;
+
+    fn claimed_path() -> DriverPath {
+        DriverPath::parse("/docker/registry/v2/blobs/sha256/ab/abcd/data").unwrap()
+    }
+
+    #[test]
+    fn a_claim_older_than_a_lease_by_the_storage_clock_is_not_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let driver = FilesystemDriver::new(dir.path());
+        let (mut claimer, _) = Claimer::start(&driver, "long-dead-run").unwrap();
+        claimer.claim(&[claimed_path()]).unwrap();
+        // The run died two leases ago: its claim file was last written then.
+        let file = dir.path().join("layerstore/gc/claims/long-dead-run");
+        let then = SystemTime::now() - 2 * CLAIM_LEASE;
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_modified(then)
+            .unwrap();
+        let started = Instant::now();
+        assert!(!wait_unclaimed(&driver, &[claimed_path()]).unwrap());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "waited for a dead claim"
+        );
+    }
+
+    #[test]
+    fn a_live_claim_is_waited_for_until_it_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let driver = Arc::new(FilesystemDriver::new(dir.path()));
+        let (mut claimer, _) = Claimer::start(&*driver, "live-run").unwrap();
+        claimer.claim(&[claimed_path()]).unwrap();
+        let waiter = {
+            let driver = Arc::clone(&driver);
+            std::thread::spawn(move || wait_unclaimed(&*driver, &[claimed_path()]).unwrap())
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!waiter.is_finished(), "a live claim was not waited for");
+        claimer.finish().unwrap();
+        assert!(waiter.join().unwrap(), "the wait must say a claim was seen");
     }
 }
