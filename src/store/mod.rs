@@ -79,6 +79,10 @@ pub use manifests::{ManifestContent, StoredManifest};
 pub use purge::PurgeReport;
 pub use upload::{Upload, UploadStatus};
 
+/// How many blob files a store keeps open at most for reading (its cache of open blobs): a
+/// server's descriptor count may exceed its connections' by this much.
+pub const OPEN_BLOB_FILES: usize = file_cache::CAPACITY;
+
 /// A blob store over a storage driver. Clones share everything.
 #[derive(Debug, Clone)]
 pub struct Store {
