@@ -27,6 +27,8 @@ enum Step {
     Hang,
     /// Never answer (keep the connection open).
     Silence,
+    /// Answer with this status, these headers and this body.
+    Answer(u16, &'static [(&'static str, &'static str)], &'static str),
 }
 
 struct Script {
@@ -62,16 +64,20 @@ async fn scripted(steps: &[Step]) -> (SocketAddr, Arc<Script>) {
                         tokio::time::sleep(Duration::from_secs(30)).await;
                         drop(stream);
                     }
-                    Step::Status(code, retry_after) => {
+                    Step::Status(..) | Step::Answer(..) => {
+                        let (code, headers, body): (u16, &[(&str, &str)], &str) = match step {
+                            Step::Status(code, true) => (code, &[("retry-after", "1")], "{}"),
+                            Step::Status(code, false) => (code, &[], "{}"),
+                            Step::Answer(code, headers, body) => (code, headers, body),
+                            Step::Hang | Step::Silence => unreachable!("matched above"),
+                        };
                         let service = service_fn(
                             move |_request: Request<hyper::body::Incoming>| async move {
                                 let mut response =
-                                    Response::new(Full::new(Bytes::from_static(b"{}")));
+                                    Response::new(Full::new(Bytes::from_static(body.as_bytes())));
                                 *response.status_mut() = StatusCode::from_u16(code).unwrap();
-                                if retry_after {
-                                    response
-                                        .headers_mut()
-                                        .insert("retry-after", "1".parse().unwrap());
+                                for (name, value) in headers {
+                                    response.headers_mut().insert(*name, value.parse().unwrap());
                                 }
                                 Ok::<_, Infallible>(response)
                             },
@@ -173,5 +179,41 @@ async fn a_silent_server_costs_the_configured_timeout() {
     assert!(
         took >= Duration::from_millis(600) && took < Duration::from_secs(3),
         "{took:?}"
+    );
+}
+
+/// A PUT that committed but whose answer was lost: the retry finds the session gone (404
+/// `BLOB_UPLOAD_UNKNOWN`), and the blob being in the repository is then the answer. Without
+/// the blob, the 404 stands.
+#[tokio::test]
+async fn a_retried_put_whose_first_attempt_committed_succeeds() {
+    const UNKNOWN: &str = r#"{"errors":[{"code":"BLOB_UPLOAD_UNKNOWN","message":"gone"}]}"#;
+    let session = Step::Answer(202, &[("location", "/v2/r/blobs/uploads/abc")], "");
+    let steps = |blob_there: Step| {
+        [
+            Step::Status(404, false),        // HEAD: not there yet
+            session,                         // POST ?digest=: a session instead
+            Step::Hang,                      // PUT: committed, answer lost
+            Step::Answer(404, &[], UNKNOWN), // PUT again: the session is gone
+            blob_there,                      // HEAD: is the blob there now?
+        ]
+    };
+    let (addr, script) = scripted(&steps(Step::Status(200, false))).await;
+    let registry = Registry::new(&addr.to_string(), options()).unwrap();
+    registry
+        .push_blob_bytes("r", Bytes::from_static(b"layer"))
+        .await
+        .unwrap();
+    assert_eq!(script.requests.load(Ordering::SeqCst), 5);
+
+    let (addr, _) = scripted(&steps(Step::Status(404, false))).await;
+    let registry = Registry::new(&addr.to_string(), options()).unwrap();
+    let error = registry
+        .push_blob_bytes("r", Bytes::from_static(b"layer"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, ClientError::Status { code: Some(code), .. } if code == "BLOB_UPLOAD_UNKNOWN"),
+        "{error}"
     );
 }

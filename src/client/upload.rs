@@ -33,6 +33,11 @@ fn is_busy(error: &ClientError) -> bool {
     matches!(error, ClientError::Status { code: Some(code), .. } if code == "BLOB_UPLOAD_INVALID")
 }
 
+/// The registry no longer knows the upload session (404 `BLOB_UPLOAD_UNKNOWN`).
+fn is_upload_unknown(error: &ClientError) -> bool {
+    matches!(error, ClientError::Status { code: Some(code), .. } if code == "BLOB_UPLOAD_UNKNOWN")
+}
+
 /// Told an upload session's URL (to keep for a resume).
 pub type SessionHook = Arc<dyn Fn(&str) + Send + Sync>;
 /// Told the bytes done so far.
@@ -106,12 +111,7 @@ impl Registry {
         }
         // A registry without single-request uploads opened a session instead: finish it.
         let location = location_header(&response)?;
-        let call = Call::new(
-            Method::PUT,
-            with_digest(&location, &digest),
-            push_scope(repo),
-        );
-        self.send(call, &[StatusCode::CREATED]).await?;
+        self.commit_upload(repo, &location, &digest).await?;
         Ok(digest)
     }
 
@@ -206,14 +206,29 @@ impl Registry {
                 Err(e) => return Err(e),
             }
         }
-        let call = Call::new(
-            Method::PUT,
-            with_digest(&location, digest),
-            push_scope(repo),
-        );
-        let response = self.send(call, &[StatusCode::CREATED]).await?;
-        check_returned_digest(&response, digest)?;
+        self.commit_upload(repo, &location, digest).await?;
         Ok(PushOutcome::Uploaded { resumed_from })
+    }
+
+    /// The final `PUT ?digest=` of an upload session at `location`. A PUT is retried after a
+    /// transport failure; when the first attempt did commit and only its answer was lost, the
+    /// retry finds the session gone (404 `BLOB_UPLOAD_UNKNOWN`). The blob being in `repo` under
+    /// `digest` (which the registry verified when it committed) is then the answer.
+    async fn commit_upload(
+        &self,
+        repo: &str,
+        location: &str,
+        digest: &Digest,
+    ) -> Result<(), ClientError> {
+        let call = Call::new(Method::PUT, with_digest(location, digest), push_scope(repo));
+        match self.send(call, &[StatusCode::CREATED]).await {
+            Ok(response) => check_returned_digest(&response, digest),
+            Err(e) if is_upload_unknown(&e) => match self.blob_size(repo, digest).await {
+                Ok(Some(_)) => Ok(()),
+                _ => Err(e),
+            },
+            Err(e) => Err(e),
+        }
     }
 
     /// Opens an upload session: its URL and offset (0).
@@ -426,9 +441,7 @@ impl Registry {
             (Ok(response), Ok(_)) => response,
         };
         let next = self.url(&location_header(&response).unwrap_or(location))?;
-        let call = Call::new(Method::PUT, with_digest(&next, digest), push_scope(repo));
-        let response = self.send(call, &[StatusCode::CREATED]).await?;
-        check_returned_digest(&response, digest)?;
+        self.commit_upload(repo, &next, digest).await?;
         Ok(PushOutcome::Uploaded { resumed_from: 0 })
     }
 }

@@ -135,25 +135,25 @@ impl Happened {
     /// `action` on the blob or manifest `digest` of `repository`; the other fields empty.
     pub(crate) fn new(action: EventAction, repository: &RepositoryName, digest: &Digest) -> Self {
         Happened {
-            action,
-            repository: repository.clone(),
             digest: Some(digest.clone()),
-            media_type: None,
-            size: None,
-            tag: None,
-            from_repository: None,
+            ..Happened::bare(action, repository)
         }
     }
 
     /// `action` on the tag `tag` of `repository` alone (a tag deleted by name).
     pub(crate) fn of_tag(action: EventAction, repository: &RepositoryName, tag: String) -> Self {
+        Happened::bare(action, repository).tag(tag)
+    }
+
+    /// `action` in `repository`, naming nothing yet.
+    fn bare(action: EventAction, repository: &RepositoryName) -> Self {
         Happened {
             action,
             repository: repository.clone(),
             digest: None,
             media_type: None,
             size: None,
-            tag: Some(tag),
+            tag: None,
             from_repository: None,
         }
     }

@@ -36,4 +36,21 @@ impl Rng {
     pub fn pick<T: Clone>(&mut self, items: &[T]) -> Option<T> {
         (!items.is_empty()).then(|| items[self.below(items.len())].clone())
     }
+
+    /// What a load client pulls, as `(reference, digest)`: one of `untagged` by digest one
+    /// time in five (always when there is no tag), else one of `tags` (`(tag, digest)`), by
+    /// digest one time in four and by tag otherwise. `None` when there is nothing to pull.
+    pub fn pull_reference(
+        &mut self,
+        tags: &[(String, String)],
+        untagged: &[String],
+    ) -> Option<(String, String)> {
+        if !untagged.is_empty() && (tags.is_empty() || self.chance(20)) {
+            let digest = self.pick(untagged)?;
+            return Some((digest.clone(), digest));
+        }
+        let (tag, digest) = self.pick(tags)?;
+        let reference = if self.chance(25) { digest.clone() } else { tag };
+        Some((reference, digest))
+    }
 }

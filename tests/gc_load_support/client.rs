@@ -316,20 +316,7 @@ impl Client {
     fn pull_some(&mut self, repo: &str) -> Result<(), String> {
         let young = self.ledger.young_untagged(repo, self.shared.young);
         let tags = self.ledger.tags_in(repo);
-        let (reference, digest) = if !young.is_empty() && (tags.is_empty() || self.rng.chance(20)) {
-            let digest = young[self.rng.below(young.len())].clone();
-            (digest.clone(), digest)
-        } else if !tags.is_empty() {
-            let (tag, digest) = tags[self.rng.below(tags.len())].clone();
-            (
-                if self.rng.chance(25) {
-                    digest.clone()
-                } else {
-                    tag
-                },
-                digest,
-            )
-        } else {
+        let Some((reference, digest)) = self.rng.pull_reference(&tags, &young) else {
             return Ok(());
         };
         let image = self.ledger.images[&digest].clone();

@@ -434,22 +434,9 @@ impl Client {
             let ledger = self.ledger.lock().unwrap();
             (ledger.tags_in(repo), ledger.young_untagged(repo, young))
         };
-        let (reference, digest) =
-            if !untagged.is_empty() && (tags.is_empty() || self.rng.chance(20)) {
-                let digest = untagged[self.rng.below(untagged.len())].clone();
-                (digest.clone(), digest)
-            } else if let Some((tag, digest)) = self.rng.pick(&tags) {
-                (
-                    if self.rng.chance(25) {
-                        digest.clone()
-                    } else {
-                        tag
-                    },
-                    digest,
-                )
-            } else {
-                return Ok(());
-            };
+        let Some((reference, digest)) = self.rng.pull_reference(&tags, &untagged) else {
+            return Ok(());
+        };
         let image = self.ledger.lock().unwrap().images[&digest].clone();
         match read_image(self.http(), &image, &reference, true) {
             Read::Down => Err(Fail::Down),
