@@ -238,11 +238,17 @@ fn check(outcome: &Outcome, ledgers: &[Ledger], seconds: u64, flags: GcFlags) {
     assert!(*clean, "fsck:\n{report}");
     let (pulled, pulled_after) = outcome.pulled;
     assert!(pulled > 0 && pulled_after == pulled);
-    // With the settings and a load of minutes, the race the test is for happened:
-    // base layers were collected and pushed again.
+    // With the settings and a load of many minutes, the race the test is for happened:
+    // base layers were collected and pushed again. In the 150 s CI run it happens in most runs
+    // but not all (collections slow down under load: one CI run saw none in 150 s), so there
+    // it is reported, and asserted only for the long runs.
     if flags.grace == GcFlags::FAST.grace && seconds >= 100 {
+        eprintln!(
+            "base layers collected and pushed again: {}",
+            outcome.seen.returns
+        );
         assert!(
-            outcome.seen.returns > 0,
+            seconds < 600 || outcome.seen.returns > 0,
             "no base layer was collected and pushed again"
         );
     }
