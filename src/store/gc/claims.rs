@@ -164,26 +164,25 @@ pub(crate) fn remove_stale(driver: &dyn StorageDriver, now: SystemTime) -> Resul
     Ok(removed)
 }
 
-/// Whether the claim `file` was last written more than a [`CLAIM_LEASE`] ago by the storage's
-/// clock (a live collection rewrites its claim at least every half lease). `now` caches the
-/// storage's time for the caller's loop.
-fn older_than_a_lease(
+/// How long ago the storage last wrote the claim `file`, by the storage's clock (zero when it
+/// is gone, or when the clocks disagree). A live collection rewrites its claim at least every
+/// half lease, so an age beyond a lease means a dead one. `now` caches the storage's time for
+/// the caller's loop.
+fn storage_age(
     driver: &dyn StorageDriver,
     file: &DriverPath,
     now: &mut Option<SystemTime>,
-) -> Result<bool, StoreError> {
+) -> Result<Duration, StoreError> {
     let written = match driver.stat(file) {
         Ok(info) => info.modified,
-        Err(StorageError::NotFound(_)) => return Ok(false),
+        Err(StorageError::NotFound(_)) => return Ok(Duration::ZERO),
         Err(e) => return Err(e.into()),
     };
     let now = match now {
         Some(now) => *now,
         None => *now.insert(storage_now(driver)?),
     };
-    Ok(now
-        .duration_since(written)
-        .is_ok_and(|age| age > CLAIM_LEASE))
+    Ok(now.duration_since(written).unwrap_or(Duration::ZERO))
 }
 
 /// The storage's current time: the modification time of a file touched (or written) just now,
@@ -211,10 +210,10 @@ static DEAD_CLAIMS: OnceLock<Mutex<HashMap<DriverPath, String>>> = OnceLock::new
 /// (the caller must then look at its files again: the collection may have deleted them).
 ///
 /// A claim whose file has not changed for a whole [`CLAIM_LEASE`] is a dead collection's and
-/// is not waited for. That is judged at first sight by the storage's clock (the claim file's
-/// modification time against a file written just now, [`storage_now`]), so a process that meets
-/// a long-dead claim does not wait a lease for it; a claim that looks alive is then watched by
-/// this process's clock, as before. Gives up with [`StoreError::CollectionBusy`] after two leases of
+/// is not waited for. The lease counts from the claim file's last write by the storage's clock
+/// (its modification time against a file written just now, [`storage_now`]), then goes on by
+/// this process's clock: a process that meets a dead run's claim waits only what is left of
+/// the lease, and not at all for a claim older than that. Gives up with [`StoreError::CollectionBusy`] after two leases of
 /// changing claims that keep naming these paths, which a live collection never does (it
 /// decides each batch within half a lease).
 pub(crate) fn wait_unclaimed(
@@ -249,12 +248,15 @@ pub(crate) fn wait_unclaimed(
             if !names_one || dead.lock().get(&file) == Some(&set.header) {
                 continue;
             }
-            let (since, first_sight) = match seen.get(&file) {
-                Some((previous, since)) if *previous == set.header => (*since, false),
-                _ => (Instant::now(), true),
+            // Unchanged since when: at first sight, since the storage last wrote the file.
+            let since = match seen.get(&file) {
+                Some((previous, since)) if *previous == set.header => *since,
+                _ => {
+                    let age = storage_age(driver, &file, &mut now)?;
+                    Instant::now().checked_sub(age).unwrap_or_else(Instant::now)
+                }
             };
-            let long_dead = first_sight && older_than_a_lease(driver, &file, &mut now)?;
-            if since.elapsed() < CLAIM_LEASE && !long_dead {
+            if since.elapsed() < CLAIM_LEASE {
                 blocked = Some(file.clone());
             } else {
                 // Unchanged for a whole lease: its collection died. Remembered, so that no
@@ -303,6 +305,30 @@ mod tests {
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "waited for a dead claim"
+        );
+    }
+
+    #[test]
+    fn a_claim_is_waited_for_only_what_is_left_of_its_lease() {
+        let dir = tempfile::tempdir().unwrap();
+        let driver = FilesystemDriver::new(dir.path());
+        let (mut claimer, _) = Claimer::start(&driver, "recently-dead-run").unwrap();
+        claimer.claim(&[claimed_path()]).unwrap();
+        // Last written a lease less one second ago: about a second is left.
+        let file = dir.path().join("layerstore/gc/claims/recently-dead-run");
+        let then = SystemTime::now() - (CLAIM_LEASE - Duration::from_secs(1));
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_modified(then)
+            .unwrap();
+        let started = Instant::now();
+        assert!(wait_unclaimed(&driver, &[claimed_path()]).unwrap());
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(500) && waited < Duration::from_secs(10),
+            "waited {waited:?} for the last second of a lease"
         );
     }
 
