@@ -52,9 +52,10 @@ fn a_hundred_seconds_of_load_kills_and_collections_on_the_filesystem() {
     run(&Backend::filesystem(), ci("soak[filesystem]", FS_GC));
 }
 
+/// Back in CI since the 416 it once saw on a chunked upload's final PUT was explained (Garage's
+/// listing can miss an unfinished upload for a moment, so a new server reports fewer bytes
+/// than the PUT's token names) and the client answers it by asking the session again.
 #[test]
-#[ignore = "open (issue 18): a chunked upload's PUT after a kill got 416 BLOB_UPLOAD_INVALID on \
-            Garage once in a 100 s run (2026-12-06), not yet explained; run with --ignored"]
 fn a_hundred_seconds_of_load_kills_and_collections_on_s3() {
     let Some(backend) = Backend::s3("soak-ci") else {
         return;
