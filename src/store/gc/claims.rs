@@ -285,21 +285,25 @@ mod tests {
         DriverPath::parse("/docker/registry/v2/blobs/sha256/ab/abcd/data").unwrap()
     }
 
+    /// A run `run` that claimed [`claimed_path`] and died `age` ago: its claim file was last
+    /// written then. Returns the driver over `dir`.
+    fn claim_written_ago(dir: &std::path::Path, run: &str, age: Duration) -> FilesystemDriver {
+        let driver = FilesystemDriver::new(dir);
+        let (mut claimer, _) = Claimer::start(&driver, run).unwrap();
+        claimer.claim(&[claimed_path()]).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(dir.join("layerstore/gc/claims").join(run))
+            .unwrap()
+            .set_modified(SystemTime::now() - age)
+            .unwrap();
+        driver
+    }
+
     #[test]
     fn a_claim_older_than_a_lease_by_the_storage_clock_is_not_waited_for() {
         let dir = tempfile::tempdir().unwrap();
-        let driver = FilesystemDriver::new(dir.path());
-        let (mut claimer, _) = Claimer::start(&driver, "long-dead-run").unwrap();
-        claimer.claim(&[claimed_path()]).unwrap();
-        // The run died two leases ago: its claim file was last written then.
-        let file = dir.path().join("layerstore/gc/claims/long-dead-run");
-        let then = SystemTime::now() - 2 * CLAIM_LEASE;
-        std::fs::File::options()
-            .write(true)
-            .open(&file)
-            .unwrap()
-            .set_modified(then)
-            .unwrap();
+        let driver = claim_written_ago(dir.path(), "long-dead-run", 2 * CLAIM_LEASE);
         let started = Instant::now();
         assert!(!wait_unclaimed(&driver, &[claimed_path()]).unwrap());
         assert!(
@@ -311,18 +315,9 @@ mod tests {
     #[test]
     fn a_claim_is_waited_for_only_what_is_left_of_its_lease() {
         let dir = tempfile::tempdir().unwrap();
-        let driver = FilesystemDriver::new(dir.path());
-        let (mut claimer, _) = Claimer::start(&driver, "recently-dead-run").unwrap();
-        claimer.claim(&[claimed_path()]).unwrap();
         // Last written a lease less one second ago: about a second is left.
-        let file = dir.path().join("layerstore/gc/claims/recently-dead-run");
-        let then = SystemTime::now() - (CLAIM_LEASE - Duration::from_secs(1));
-        std::fs::File::options()
-            .write(true)
-            .open(&file)
-            .unwrap()
-            .set_modified(then)
-            .unwrap();
+        let age = CLAIM_LEASE - Duration::from_secs(1);
+        let driver = claim_written_ago(dir.path(), "recently-dead-run", age);
         let started = Instant::now();
         assert!(wait_unclaimed(&driver, &[claimed_path()]).unwrap());
         let waited = started.elapsed();
