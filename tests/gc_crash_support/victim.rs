@@ -248,7 +248,9 @@ pub fn reached(store: Store, phase: Phase, plan: &BTreeSet<String>) -> impl Fn()
                 .any(|claim| claim.windows(needle.len()).any(|w| w == needle.as_bytes()))
         };
         match phase {
-            Phase::Mark => new_claim("\"paths\""),
+            // Any new claim file: its first line is the magic word, and it is written before
+            // the mark starts.
+            Phase::Mark => new_claim("layerstore-claim-"),
             Phase::Manifests => new_claim("/_manifests/revisions/"),
             Phase::Blobs => new_claim("/blobs/sha256/"),
             Phase::Uploads => sessions
