@@ -94,6 +94,9 @@ for round in $(seq "$rounds"); do
     for server in layerstore distribution; do
         if [ $server = layerstore ]; then port=$ls_port pid=$ls_pid; else port=$dr_port pid=$dr_pid; fi
         echo "round $round: $server" >&2
+        # Start from no dirty pages: distribution never fsyncs, so the previous run's bytes
+        # would otherwise be written back during this one (outside the timing).
+        sync
         # The server's open file descriptors, sampled every 0.2 s while the bench runs.
         (while sleep 0.2; do ls /proc/"$pid"/fd 2>/dev/null | wc -l; done) >"$work/$server-$round.fds" &
         sampler=$!

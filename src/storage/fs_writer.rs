@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::thread::JoinHandle;
 
 use super::vfs::VfsFile;
-use super::{DriverPath, FileWriter, FilesystemDriver, StorageError};
+use super::{DeferredSync, DriverPath, FileWriter, FilesystemDriver, StorageError};
 
 /// Bytes written between two background flushes.
 pub const WRITE_BEHIND: u64 = 64 << 20;
@@ -128,6 +128,23 @@ impl FileWriter for FsFileWriter {
         self.sync()
     }
 
+    fn deferred_sync(&mut self) -> Option<Box<dyn DeferredSync>> {
+        // A write-behind failure must be reported by a sync in place.
+        if self.flush_error.is_some() {
+            return None;
+        }
+        let file = self.file.try_clone().ok()?;
+        // The deferred sync makes the new name durable too; from here on the writer's own
+        // syncs need not (if the deferred one fails, the upload stops using this writer).
+        let parent = std::mem::take(&mut self.new_entry).then(|| self.driver.clone());
+        self.unflushed = 0;
+        Some(Box::new(FsDeferredSync {
+            file,
+            path: self.path.clone(),
+            parent,
+        }))
+    }
+
     fn commit_before_move(mut self: Box<Self>) -> Result<(), StorageError> {
         // The move fsyncs both directories; until then a crash may forget this name, which
         // leaves a session without data: nothing of it was acknowledged.
@@ -142,6 +159,26 @@ impl FileWriter for FsFileWriter {
             .vfs()
             .remove_file(&self.local)
             .map_err(|e| StorageError::io("delete", &self.path, e))
+    }
+}
+
+/// `fdatasync` on a second handle of the file, then the parent directory's fsync when the file
+/// is new.
+struct FsDeferredSync {
+    file: Box<dyn VfsFile>,
+    path: DriverPath,
+    parent: Option<FilesystemDriver>,
+}
+
+impl DeferredSync for FsDeferredSync {
+    fn run(self: Box<Self>) -> Result<(), StorageError> {
+        self.file
+            .sync_data()
+            .map_err(|e| StorageError::io("fsync", &self.path, e))?;
+        match &self.parent {
+            Some(driver) => driver.sync_parent(&self.path),
+            None => Ok(()),
+        }
     }
 }
 

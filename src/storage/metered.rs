@@ -18,7 +18,9 @@ use std::io::{self, Read, Write};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use super::{DriverPath, FileInfo, FileWriter, StorageDriver, StorageError, WalkControl};
+use super::{
+    DeferredSync, DriverPath, FileInfo, FileWriter, StorageDriver, StorageError, WalkControl,
+};
 use crate::metrics::{DriverOutcome, Metrics};
 
 /// A driver that reports each call to [`Metrics`].
@@ -263,6 +265,27 @@ impl FileWriter for MeteredWriter {
 
     fn part_boundary(&self) -> Option<u64> {
         self.inner.part_boundary()
+    }
+
+    fn deferred_sync(&mut self) -> Option<Box<dyn DeferredSync>> {
+        let inner = self.inner.deferred_sync()?;
+        Some(Box::new(MeteredSync {
+            inner,
+            metrics: Arc::clone(&self.metrics),
+        }))
+    }
+}
+
+/// A deferred sync, timed as a writer's sync.
+struct MeteredSync {
+    inner: Box<dyn DeferredSync>,
+    metrics: Arc<Metrics>,
+}
+
+impl DeferredSync for MeteredSync {
+    fn run(self: Box<Self>) -> Result<(), StorageError> {
+        let MeteredSync { inner, metrics } = *self;
+        observe(&metrics, "writer_sync", || inner.run())
     }
 }
 

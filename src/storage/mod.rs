@@ -118,6 +118,24 @@ pub trait FileWriter: Write + Send + std::fmt::Debug {
     fn part_boundary(&self) -> Option<u64> {
         None
     }
+
+    /// A [`sync`](FileWriter::sync) of everything written so far that can run later, on
+    /// another thread, while this writer goes on writing: what lets an upload answer a `PATCH`
+    /// before its bytes are durable. `None` when the writer cannot split its sync off (an
+    /// object store's part must be sent before the next bytes are taken); the caller then
+    /// syncs in place.
+    fn deferred_sync(&mut self) -> Option<Box<dyn DeferredSync>> {
+        None
+    }
+}
+
+/// A sync split off a [`FileWriter`] ([`FileWriter::deferred_sync`]): once [`run`] returns
+/// `Ok`, every byte the writer had written when it was split off is durable.
+///
+/// [`run`]: DeferredSync::run
+pub trait DeferredSync: Send {
+    /// Makes the bytes durable; blocks.
+    fn run(self: Box<Self>) -> Result<(), StorageError>;
 }
 
 /// A storage backend. Implementations are shared between threads (`Send + Sync`); the API is

@@ -77,7 +77,7 @@ pub use gc::{GcOptions, GcReport};
 pub use liveness::{DEFAULT_TOUCH_AFTER, GRACE_PER_TOUCH};
 pub use manifests::{ManifestContent, StoredManifest};
 pub use purge::PurgeReport;
-pub use upload::{Upload, UploadStatus};
+pub use upload::{PendingCheckpoint, Upload, UploadStatus};
 
 /// How many blob files a store keeps open at most for reading (its cache of open blobs): a
 /// server's descriptor count may exceed its connections' by this much.
@@ -97,6 +97,8 @@ pub struct Store {
     /// How old a file may be before a writer relying on it touches it
     /// ([`Store::with_touch_after`]).
     touch_after: std::time::Duration,
+    /// Upload handles kept open between the requests of a chunked upload.
+    park: Arc<upload::parked::Park>,
 }
 
 impl Store {
@@ -109,6 +111,7 @@ impl Store {
             files: file_cache::FileCache::default(),
             metrics: None,
             touch_after: DEFAULT_TOUCH_AFTER,
+            park: Arc::default(),
         }
     }
 

@@ -4,7 +4,7 @@
 use crate::digest::HashAlgorithm;
 use crate::hash::ResumableSha256;
 use crate::names::{RepositoryName, UploadId};
-use crate::storage::{DriverPath, PathSpec, StorageDriver, StorageError};
+use crate::storage::{missing_is_ok, DriverPath, PathSpec, StorageDriver, StorageError};
 
 use super::StoreError;
 
@@ -64,6 +64,29 @@ impl Session<'_> {
         Ok(None)
     }
 
+    /// Writes `state` at `hashstates/sha256/<its offset>`, then removes the other states
+    /// (`Prune::Others`) or only the lower ones (`Prune::Below`: a deferred checkpoint, which
+    /// may finish after a newer state was saved).
+    pub(crate) fn save_state(
+        &self,
+        state: &ResumableSha256,
+        prune: Prune,
+    ) -> Result<(), StoreError> {
+        let offset = state.len();
+        let dir = self.states_dir()?;
+        self.driver
+            .put_content(&dir.join(&offset.to_string())?, &state.to_go_bytes())?;
+        let stale = self.saved_offsets()?.into_iter().filter(|&o| match prune {
+            Prune::Others => o != offset,
+            Prune::Below => o < offset,
+        });
+        for stale in stale {
+            // Superseded: if a crash brings it back, the higher state still wins.
+            missing_is_ok(self.driver.discard(&dir.join(&stale.to_string())?))?;
+        }
+        Ok(())
+    }
+
     /// For a session whose `data` is missing: the highest state, if the blob it names exists
     /// with exactly that size. That is what a commit leaves when it crashes after moving `data`
     /// into the blob store and before deleting the session.
@@ -76,6 +99,15 @@ impl Session<'_> {
         let size = self.driver.file_size(&blob)?;
         Ok(size.filter(|&s| s == state.len()).map(|_| state))
     }
+}
+
+/// Which saved states [`Session::save_state`] removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Prune {
+    /// Every other one.
+    Others,
+    /// Those of lower offsets.
+    Below,
 }
 
 /// A state file name: a plain decimal offset. (distribution parses with base 0, but only ever

@@ -17,18 +17,20 @@ use std::time::SystemTime;
 use crate::digest::{Algorithm, Digest, HashAlgorithm};
 use crate::hash::{Hasher, ResumableSha256};
 use crate::names::{RepositoryName, UploadId};
-use crate::storage::{
-    missing_is_ok, DriverPath, FileWriter, PathSpec, StorageDriver, StorageError,
-};
+use crate::storage::{DriverPath, FileWriter, PathSpec, StorageDriver, StorageError};
 
 use super::blobs::write_layer_link;
 use super::liveness::publish_blob;
-use super::session::Session;
+use super::session::{Prune, Session};
 use super::stream::{fill, hash_range};
 use super::upload_tarsum::{tarsum_of_data, UploadTarsum};
 use super::{rfc3339, BlobInfo, Store, StoreError, UploadClaim};
 
 pub use super::stream::CHUNK;
+pub use deferred::PendingCheckpoint;
+
+mod deferred;
+pub(super) mod parked;
 
 /// Below this many bytes, writing and hashing run one after the other: a thread hand-off
 /// would cost more than it saves.
@@ -62,7 +64,11 @@ pub struct Upload {
     tarsum: Option<UploadTarsum>,
     /// The store's [`Store::touch_after`], for publishing onto an old blob.
     touch_after: std::time::Duration,
-    _claim: UploadClaim,
+    /// Shared with the pending checkpoints ([`deferred`]), which keep the session claimed.
+    claim: Arc<UploadClaim>,
+    gate: deferred::SharedGate,
+    /// Its writer splits syncs off ([`Upload::checkpoint_deferred`]): worth parking.
+    parkable: bool,
 }
 
 impl Store {
@@ -91,7 +97,9 @@ impl Store {
             broken: false,
             tarsum: self.tarsum.map(UploadTarsum::new),
             touch_after: self.touch_after,
-            _claim: claim,
+            claim: Arc::new(claim),
+            gate: Default::default(),
+            parkable: false,
         })
     }
 
@@ -106,6 +114,9 @@ impl Store {
         repo: &RepositoryName,
         id: &UploadId,
     ) -> Result<Upload, StoreError> {
+        if let Some(upload) = self.unpark(repo, id)? {
+            return Ok(upload);
+        }
         let claim = self.claim_upload(repo, id)?;
         let started_at = self.read_started_at(repo, id)?;
         let mut upload = Upload {
@@ -119,7 +130,9 @@ impl Store {
             broken: false,
             tarsum: None,
             touch_after: self.touch_after,
-            _claim: claim,
+            claim: Arc::new(claim),
+            gate: Default::default(),
+            parkable: false,
         };
         upload.restore()?;
         if let Some(version) = self.tarsum {
@@ -168,6 +181,7 @@ impl Store {
 
     /// Deletes an upload session and everything in it.
     pub fn cancel_upload(&self, repo: &RepositoryName, id: &UploadId) -> Result<(), StoreError> {
+        self.discard_parked(repo, id);
         let _claim = self.claim_upload(repo, id)?;
         delete_session(&*self.driver, repo, id)
     }
@@ -243,9 +257,7 @@ impl Upload {
     /// gather the small frames of a request body into such batches, so writing the page cache
     /// and hashing overlap without copying the frames together.
     pub fn append_pieces<B: AsRef<[u8]> + Sync>(&mut self, pieces: &[B]) -> Result<(), StoreError> {
-        if self.broken {
-            return Err(StoreError::BlobUploadInterrupted(self.id.clone()));
-        }
+        self.usable()?;
         let mut writer = self.take_writer()?;
         let boundary = writer.part_boundary();
         let start = self.hasher.len();
@@ -331,11 +343,18 @@ impl Upload {
     /// Makes the received bytes durable, then saves the hash state for this offset and prunes
     /// older ones. After it returns, a crash loses nothing received so far.
     pub fn checkpoint(&mut self) -> Result<(), StoreError> {
-        if self.broken {
-            return Err(StoreError::BlobUploadInterrupted(self.id.clone()));
-        }
+        self.usable()?;
         self.sync_data()?;
         self.save_state()
+    }
+
+    /// Refuses work after a failed write or deferred sync: `data` and the hasher may disagree,
+    /// or bytes may be lost that a later fsync would not report.
+    fn usable(&self) -> Result<(), StoreError> {
+        match self.broken || deferred::failed(&self.gate) {
+            true => Err(StoreError::BlobUploadInterrupted(self.id.clone())),
+            false => Ok(()),
+        }
     }
 
     /// fsyncs `data` (creating it empty if missing). Without an open writer the bytes may come
@@ -365,6 +384,7 @@ impl Upload {
 
     /// Deletes the session.
     pub fn cancel(mut self) -> Result<(), StoreError> {
+        deferred::close(&self.gate);
         self.writer = None;
         delete_session(&*self.driver, &self.repo, &self.id)
     }
@@ -376,9 +396,9 @@ impl Upload {
     /// nothing becomes visible under either digest and the session is kept (checkpointed), so
     /// the client can still cancel it or resume it; the purger removes it if abandoned.
     pub fn commit(mut self, claimed: &Digest, size: Option<u64>) -> Result<BlobInfo, StoreError> {
-        if self.broken {
-            return Err(StoreError::BlobUploadInterrupted(self.id.clone()));
-        }
+        self.usable()?;
+        // From here the commit saves the states: pending checkpoints stand down.
+        deferred::close(&self.gate);
         // 1. data durable and whole (also creates an empty data file for a session that never
         // had one; on an object store, completes its multipart upload).
         self.finish_data()?;
@@ -415,7 +435,8 @@ impl Upload {
         // session that never saved a state needs none: after such a crash it has neither
         // `data` nor states, so it reads as empty and a client that starts again from offset 0
         // (nothing of it was acknowledged) ends on the blob already published.
-        if !self.session().saved_offsets()?.is_empty() {
+        // Deferred checkpoints count as saved states: their PATCHes were answered.
+        if self.parkable || !self.session().saved_offsets()?.is_empty() {
             self.save_state()?;
         }
         // 4. publish the bytes, 5. link them, 6. drop the session.
@@ -495,10 +516,6 @@ impl Upload {
         self.session().data_path()
     }
 
-    fn states_dir(&self) -> Result<DriverPath, StoreError> {
-        self.session().states_dir()
-    }
-
     /// Writes the Go-format state for the current offset (and the TarSum state), then removes
     /// the other states.
     fn save_state(&mut self) -> Result<(), StoreError> {
@@ -518,19 +535,8 @@ impl Upload {
 
     /// Writes `state` at `hashstates/sha256/<its offset>`, then removes the other states.
     fn save_hash_state(&self, state: &ResumableSha256) -> Result<(), StoreError> {
-        let offset = state.len();
-        let path = self.states_dir()?.join(&offset.to_string())?;
-        self.driver.put_content(&path, &state.to_go_bytes())?;
-        for stale in self
-            .session()
-            .saved_offsets()?
-            .into_iter()
-            .filter(|&o| o != offset)
-        {
-            let stale = self.states_dir()?.join(&stale.to_string())?;
-            // Superseded: if a crash brings it back, the higher state still wins.
-            missing_is_ok(self.driver.discard(&stale))?;
-        }
+        self.session().save_state(state, Prune::Others)?;
+        deferred::saved(&self.gate, state.len());
         Ok(())
     }
 

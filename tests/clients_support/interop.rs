@@ -108,16 +108,23 @@ pub fn assert_appendable(storage: Storage<'_>, repo: &str, location: &str, size:
 
 /// The session behind `location` holds a Go-format sha256 state saved at exactly `data.len()`
 /// (`hashstates/sha256/<size>`), the one file distribution 2.8 resumes from, and it is the state
-/// of exactly those bytes. Checked after every PATCH, on either registry.
+/// of exactly those bytes. Checked after every PATCH, on either registry. layerstore saves it
+/// right after answering (its checkpoint follows the 202 on a filesystem), so it is waited for
+/// up to 3 s.
 pub fn assert_saved_state(storage: Storage<'_>, repo: &str, location: &str, data: &[u8]) {
     let id = upload_id(location);
     let relative = format!(
         "repositories/{repo}/_uploads/{id}/hashstates/sha256/{}",
         data.len()
     );
-    let bytes = storage
-        .read(&relative)
-        .unwrap_or_else(|| panic!("no hash state at {relative}"));
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let bytes = loop {
+        match storage.read(&relative) {
+            Some(bytes) => break bytes,
+            None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            None => panic!("no hash state at {relative}"),
+        }
+    };
     let state = layerstore::hash::ResumableSha256::from_go_bytes(&bytes).unwrap();
     assert_eq!(state.len(), data.len() as u64);
     assert_eq!(state.digest().to_string(), sha256(data));

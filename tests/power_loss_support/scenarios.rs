@@ -21,6 +21,10 @@ pub fn all() -> Vec<(&'static str, Box<dyn Operation>)> {
             "upload chunk + checkpoint",
             Box::new(UploadChunk::default()),
         ),
+        (
+            "upload chunks, deferred checkpoints",
+            Box::new(DeferredChunks::default()),
+        ),
         ("manifest put by digest", Box::new(ManifestPut::by(false))),
         ("manifest put by tag", Box::new(ManifestPut::by(true))),
         ("re-tag", Box::new(Retag::default())),
@@ -114,6 +118,55 @@ impl Operation for UploadChunk {
             Self::CHUNK_END
         } else {
             fx.acknowledged
+        };
+        finish_session(store, fx, acknowledged)
+    }
+}
+
+/// Two chunks, each answered before its checkpoint ran ([`Upload::checkpoint_deferred`]), the
+/// second's checkpoint running first. Only a checkpoint that ran makes bytes durable: until
+/// then the session may come back at the fixture's offset, never past what is durable.
+///
+/// [`Upload::checkpoint_deferred`]: layerstore::store::Upload::checkpoint_deferred
+#[derive(Default)]
+struct DeferredChunks {
+    fx: Option<Fixture>,
+}
+
+impl DeferredChunks {
+    const FIRST_END: usize = 3500;
+    const SECOND_END: usize = 4500;
+}
+
+impl Operation for DeferredChunks {
+    fn setup(&mut self, store: &Store) {
+        self.fx = Some(Fixture::build(store));
+    }
+
+    fn run(&mut self, store: &Store) {
+        let fx = self.fx.as_ref().unwrap();
+        let mut upload = store.resume_upload(&repo(), &fx.session).unwrap();
+        let mut chunk = |from: usize, to: usize| {
+            upload.append(&fx.session_bytes[from..to]).unwrap();
+            let pending = upload.checkpoint_deferred().unwrap();
+            pending.expect("a filesystem defers its checkpoints")
+        };
+        let first = chunk(fx.acknowledged, Self::FIRST_END);
+        let second = chunk(Self::FIRST_END, Self::SECOND_END);
+        second.run().unwrap();
+        first.run().unwrap();
+    }
+
+    fn check(&self, store: &Store, returned: bool) -> Result<(), String> {
+        let fx = self.fx.as_ref().unwrap();
+        let changes = Changes {
+            session: true,
+            ..Changes::default()
+        };
+        check_fixture(store, fx, changes)?;
+        let acknowledged = match returned {
+            true => Self::SECOND_END,
+            false => fx.acknowledged,
         };
         finish_session(store, fx, acknowledged)
     }

@@ -3,8 +3,9 @@
 //!
 //! Request bodies are never buffered: frames go through a bounded channel to a blocking thread
 //! that writes and hashes them ([`receive`]). After every request that added bytes the upload is
-//! checkpointed (data fsync'd, hash state saved), so any instance sharing the root can continue
-//! it. Uploads follow distribution v3 and the OCI spec where 2.8 differs: an offset mismatch or an
+//! checkpointed (data fsync'd, then hash state saved), so any instance sharing the root can
+//! continue it. On a filesystem the checkpoint runs after the answer and the open handle is
+//! parked for the session's next request ([`checkpoint`]). Uploads follow distribution v3 and the OCI spec where 2.8 differs: an offset mismatch or an
 //! out-of-order chunk is a 416 that keeps the upload, and status needs no token.
 
 use std::sync::Arc;
@@ -105,7 +106,7 @@ pub async fn patch(
     let upload = open_checked(state, &name, &id, &request).await?;
     let (upload, received) = receive(state, upload, request.into_body()).await;
     // Save what arrived even when the body failed, but report the body's failure first.
-    let saved = checkpoint(upload).await;
+    let saved = checkpoint(state, upload).await;
     received?;
     let offset = saved?;
     Ok(session_response(
@@ -136,7 +137,7 @@ pub async fn put(
     let upload = open_checked(state, &name, &id, &request).await?;
     let (upload, received) = receive(state, upload, request.into_body()).await;
     if let Err(e) = received {
-        let _ = checkpoint(upload).await;
+        let _ = checkpoint(state, upload).await;
         return Err(e);
     }
     commit(upload, &name, digest).await
@@ -325,12 +326,30 @@ async fn receive(
 }
 
 /// Makes what arrived durable and resumable; returns the new offset.
-async fn checkpoint(mut upload: Upload) -> Result<u64, ApiError> {
-    blocking(move || {
-        upload.checkpoint()?;
-        Ok::<_, StoreError>(upload.offset())
+///
+/// Where the storage can sync later ([`Upload::checkpoint_deferred`]), the fsync and the hash
+/// state's save run on a blocking thread after the answer: a 202 is not a durability promise
+/// (after a crash a client asks the status and resends from there), and a client sending
+/// chunks one after the other no longer waits for the disk between them. The handle is parked
+/// for the session's next request either way ([`Store::park_upload`](crate::store::Store)).
+async fn checkpoint(state: &Arc<AppState>, mut upload: Upload) -> Result<u64, ApiError> {
+    let store = state.store.clone();
+    let (offset, pending) = blocking(move || {
+        let pending = upload.checkpoint_deferred()?;
+        let offset = upload.offset();
+        store.park_upload(upload);
+        Ok::<_, StoreError>((offset, pending))
     })
-    .await
+    .await?;
+    if let Some(pending) = pending {
+        tokio::task::spawn_blocking(move || {
+            let offset = pending.offset();
+            if let Err(e) = pending.run() {
+                tracing::warn!(error = %e, offset, "deferred upload checkpoint failed");
+            }
+        });
+    }
+    Ok(offset)
 }
 
 async fn commit(

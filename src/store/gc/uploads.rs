@@ -3,7 +3,7 @@
 //! Idleness is the newest modification time of the session's files (`data`, `startedat`,
 //! hash states, which every checkpoint and every object-store part renews), not its start:
 //! a slow upload of a large layer that keeps writing is never cut off. Sessions open in this
-//! process are skipped. A session resumed by another instance at the very instant it is
+//! process (parked handles included, once those idle too long are dropped) are skipped. A session resumed by another instance at the very instant it is
 //! deleted fails with `BLOB_UPLOAD_UNKNOWN` and the client starts the blob again, after a
 //! whole `upload_idle` of silence; nothing acknowledged is lost (`docs/gc.md`).
 
@@ -19,6 +19,8 @@ pub(super) fn delete_idle_uploads(run: &Run<'_>, report: &mut GcReport) -> Resul
     let cutoff = SystemTime::now()
         .checked_sub(run.options.upload_idle)
         .unwrap_or(SystemTime::UNIX_EPOCH);
+    // Handles parked longer than their idle time would otherwise keep sessions "open".
+    store.expire_parked();
     let open: HashSet<String> = store
         .open_uploads
         .lock()
