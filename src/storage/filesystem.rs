@@ -13,7 +13,8 @@
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
 
 use super::fs_writer::FsFileWriter;
 use super::vfs::{OpenMode, RealFs, Vfs};
@@ -40,6 +41,8 @@ pub struct FilesystemDriver {
     root: PathBuf,
     /// Where the mutations go: the real filesystem, or a test's recording layer.
     vfs: Arc<dyn Vfs>,
+    /// When the machine started: files last changed before may have lost unsynced bytes.
+    booted_at: SystemTime,
 }
 
 impl FilesystemDriver {
@@ -54,7 +57,16 @@ impl FilesystemDriver {
         FilesystemDriver {
             root: root.into(),
             vfs,
+            booted_at: boot_time(),
         }
+    }
+
+    /// This driver, taking `at` as the instant the machine started (see
+    /// [`StorageDriver::written_before_boot`]). For tests that rebuild the disk a power cut
+    /// left: files written before `at` count as having lived through the cut.
+    pub fn with_boot_time(mut self, at: SystemTime) -> Self {
+        self.booted_at = at;
+        self
     }
 
     /// The root directory.
@@ -204,6 +216,22 @@ fn temp_name() -> String {
     format!("{TEMP_PREFIX}{}", crate::digest::to_hex(&bytes))
 }
 
+/// When this machine started, from `btime` in `/proc/stat` (read once). Where that is not
+/// available, the epoch: then no file counts as written before the boot.
+fn boot_time() -> SystemTime {
+    static BOOT: OnceLock<SystemTime> = OnceLock::new();
+    *BOOT.get_or_init(|| {
+        let stat = fs::read_to_string("/proc/stat").unwrap_or_default();
+        let seconds = stat
+            .lines()
+            .find_map(|line| line.strip_prefix("btime "))
+            .and_then(|s| s.trim().parse().ok());
+        seconds.map_or(SystemTime::UNIX_EPOCH, |s| {
+            SystemTime::UNIX_EPOCH + Duration::from_secs(s)
+        })
+    })
+}
+
 impl StorageDriver for FilesystemDriver {
     fn name(&self) -> &'static str {
         "filesystem"
@@ -292,6 +320,20 @@ impl StorageDriver for FilesystemDriver {
                 .modified()
                 .map_err(|e| StorageError::io("stat", path, e))?,
         })
+    }
+
+    fn written_before_boot(&self, path: &DriverPath) -> Result<bool, StorageError> {
+        Ok(self.stat(path)?.modified < self.booted_at)
+    }
+
+    fn truncate(&self, path: &DriverPath, len: u64) -> Result<(), StorageError> {
+        let file = self
+            .vfs
+            .open_write(&self.local(path), OpenMode::Append)
+            .map_err(|e| StorageError::io("open for write", path, e))?;
+        file.set_len(len)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| StorageError::io("truncate", path, e))
     }
 
     fn list(&self, path: &DriverPath) -> Result<Vec<DriverPath>, StorageError> {

@@ -143,6 +143,14 @@ impl StorageDriver for MeteredDriver {
         self.timed("finish_appends", || self.inner.finish_appends(path))
     }
 
+    fn written_before_boot(&self, path: &DriverPath) -> Result<bool, StorageError> {
+        self.timed("stat", || self.inner.written_before_boot(path))
+    }
+
+    fn truncate(&self, path: &DriverPath, len: u64) -> Result<(), StorageError> {
+        self.timed("truncate", || self.inner.truncate(path, len))
+    }
+
     fn list(&self, path: &DriverPath) -> Result<Vec<DriverPath>, StorageError> {
         self.timed("list", || self.inner.list(path))
     }

@@ -211,6 +211,28 @@ pub trait StorageDriver: Send + Sync + std::fmt::Debug {
         Ok(())
     }
 
+    /// True when the file at `path` was last changed before this machine started: a power cut
+    /// or a kernel crash came in between, and whatever of it was not fsynced may have been
+    /// lost, or kept as zeros (a filesystem may persist a file's new size before its data, as
+    /// ext4 without a journal does). An upload then trusts only the bytes a saved state
+    /// vouches for ([`truncate`](Self::truncate)s the rest). False where every stored byte is
+    /// durable (object stores: what is listed was uploaded whole), and by default.
+    fn written_before_boot(&self, path: &DriverPath) -> Result<bool, StorageError> {
+        let _ = path;
+        Ok(false)
+    }
+
+    /// Cuts the file at `path` to `len` bytes, durably. Needed only by drivers whose
+    /// [`written_before_boot`](Self::written_before_boot) can be true; the default refuses.
+    fn truncate(&self, path: &DriverPath, len: u64) -> Result<(), StorageError> {
+        let _ = len;
+        Err(StorageError::io(
+            "truncate",
+            path,
+            std::io::Error::from(std::io::ErrorKind::Unsupported),
+        ))
+    }
+
     /// The direct children of a directory, sorted by path.
     fn list(&self, path: &DriverPath) -> Result<Vec<DriverPath>, StorageError>;
 

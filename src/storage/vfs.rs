@@ -38,6 +38,8 @@ pub trait VfsFile: Write + Send + std::fmt::Debug {
     }
     /// A second handle on the same open file (for a background `fdatasync`).
     fn try_clone(&self) -> io::Result<Box<dyn VfsFile>>;
+    /// Cuts (or extends) the file to `len` bytes.
+    fn set_len(&self, len: u64) -> io::Result<()>;
 }
 
 /// The filesystem mutations of the filesystem driver.
@@ -125,5 +127,9 @@ impl VfsFile for File {
 
     fn try_clone(&self) -> io::Result<Box<dyn VfsFile>> {
         Ok(Box::new(File::try_clone(self)?))
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        File::set_len(self, len)
     }
 }

@@ -44,7 +44,7 @@ pub enum FsOp {
         /// What.
         data: Vec<u8>,
     },
-    /// A file cut to a length (opening with truncation).
+    /// A file cut to a length (opening with truncation, or `set_len`).
     SetLen {
         /// The file.
         file: FileId,
@@ -336,6 +336,13 @@ impl VfsFile for RecordingFile {
 
     fn len(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        let mut recorder = self.lock();
+        self.file.set_len(len)?;
+        recorder.ops.push(FsOp::SetLen { file: self.id, len });
+        Ok(())
     }
 
     fn try_clone(&self) -> io::Result<Box<dyn VfsFile>> {

@@ -87,6 +87,18 @@ impl Session<'_> {
         Ok(())
     }
 
+    /// How many bytes of `data` (now `size` bytes) an upload can go on from. All of them,
+    /// unless `data` was last written before the machine started
+    /// ([`StorageDriver::written_before_boot`]): then only those the highest saved state at or
+    /// below `size` covers, since states are saved only for durable bytes and the rest may be
+    /// zeros. Those bytes were never acknowledged as durable: the client resends them.
+    pub(crate) fn trusted_size(&self, size: u64) -> Result<u64, StoreError> {
+        if size == 0 || !self.driver.written_before_boot(&self.data_path()?)? {
+            return Ok(size);
+        }
+        Ok(self.best_state(size)?.map_or(0, |state| state.len()))
+    }
+
     /// For a session whose `data` is missing: the highest state, if the blob it names exists
     /// with exactly that size. That is what a commit leaves when it crashes after moving `data`
     /// into the blob store and before deleting the session.
@@ -117,4 +129,51 @@ fn parse_offset(name: &str) -> Option<u64> {
         return None;
     }
     name.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    use crate::digest::Digest;
+    use crate::names::RepositoryName;
+    use crate::storage::FilesystemDriver;
+    use crate::store::Store;
+
+    /// A session with `checkpointed` bytes and a state for them, then `more` bytes appended
+    /// (as a power cut would find it when their checkpoint did not run).
+    fn session_with_gap(store: &Store, checkpointed: &[u8], more: &[u8]) -> crate::names::UploadId {
+        let repo = RepositoryName::parse("team/app").unwrap();
+        let mut upload = store.create_upload(&repo).unwrap();
+        upload.append(checkpointed).unwrap();
+        upload.checkpoint().unwrap();
+        upload.append(more).unwrap();
+        upload.id().clone()
+    }
+
+    #[test]
+    fn after_a_reboot_a_session_goes_on_from_its_last_state_not_the_end_of_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = RepositoryName::parse("team/app").unwrap();
+        let id = session_with_gap(&Store::filesystem(dir.path()), b"durable ", b"maybe zeros");
+        // The same boot (a process crash): the page cache kept the gap, which is re-hashed.
+        let store = Store::filesystem(dir.path());
+        assert_eq!(store.upload_status(&repo, &id).unwrap().offset, 19);
+        // After a reboot: only what the state covers.
+        let later = SystemTime::now() + Duration::from_secs(1);
+        let driver = FilesystemDriver::new(dir.path()).with_boot_time(later);
+        let rebooted = Store::new(Arc::new(driver));
+        assert_eq!(rebooted.upload_status(&repo, &id).unwrap().offset, 8);
+        let mut upload = rebooted.resume_upload(&repo, &id).unwrap();
+        assert_eq!(upload.offset(), 8);
+        let data = dir.path().join(format!(
+            "docker/registry/v2/repositories/team/app/_uploads/{id}/data"
+        ));
+        assert_eq!(std::fs::metadata(data).unwrap().len(), 8, "data cut back");
+        upload.append(b"resent").unwrap();
+        upload
+            .commit(&Digest::sha256(b"durable resent"), None)
+            .unwrap();
+    }
 }

@@ -161,17 +161,17 @@ impl Store {
     ) -> Result<UploadStatus, StoreError> {
         let started_at = self.read_started_at(repo, id)?;
         let data = PathSpec::UploadData { repo, id }.to_path()?;
+        let session = Session {
+            driver: &*self.driver,
+            repo,
+            id,
+        };
         let offset = match self.driver.append_size(&data) {
-            Ok(size) => size,
+            Ok(size) => session.trusted_size(size)?,
             // No `data`: nothing received yet, or a commit moved it into the blob store and
             // crashed before finishing. Same answer as `resume_upload` gives (without restoring
             // anything or claiming the session), so the status agrees with the next PATCH.
             Err(StorageError::NotFound(_)) => {
-                let session = Session {
-                    driver: &*self.driver,
-                    repo,
-                    id,
-                };
                 session.published_state()?.map_or(0, |state| state.len())
             }
             Err(e) => return Err(e.into()),
@@ -556,6 +556,11 @@ impl Upload {
             return Ok(());
         }
         drop(writer);
+        if self.hasher.len() < size && self.driver.written_before_boot(&data)? {
+            // The bytes past the state may be zeros a power cut left (Session::trusted_size).
+            self.driver.truncate(&data, self.hasher.len())?;
+            return Ok(());
+        }
         if self.hasher.len() < size {
             self.driver.finish_appends(&data)?;
             // An object store may have counted parts that a crash cut short and that finishing

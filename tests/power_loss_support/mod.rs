@@ -7,6 +7,7 @@ pub mod scenarios;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use layerstore::storage::vfs_crash::{Reorder, Trace};
 use layerstore::storage::vfs_record::RecordingFs;
@@ -112,9 +113,11 @@ fn check_state(
     })
 }
 
-/// What every state must satisfy, then the operation's own checks.
+/// What every state must satisfy, then the operation's own checks. The store is opened as after
+/// the reboot that follows a power cut: every file of the state was written before the boot.
 fn check_reopened(op: &dyn Operation, root: &Path, returned: bool) -> Result<(), String> {
-    let store = Store::filesystem(root);
+    let driver = FilesystemDriver::new(root).with_boot_time(SystemTime::now());
+    let store = Store::new(Arc::new(driver));
     // fsck first, on the state as the cut left it (the checks below write to it).
     let report = store
         .fsck(&|_| {})
