@@ -121,6 +121,39 @@ fn a_grace_too_short_for_live_writers_is_refused() {
 }
 
 #[test]
+fn a_grace_under_two_claim_leases_runs_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let short = [
+        "gc",
+        "--root",
+        root,
+        "--grace",
+        "40s",
+        "--touch-after",
+        "10s",
+    ];
+    let out = layerstore(&short);
+    assert!(out.status.success(), "{out:?}");
+    let message = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        message.contains("warning") && message.contains("two claim leases (60s)"),
+        "{message}"
+    );
+    let out = layerstore(&[
+        "gc",
+        "--root",
+        root,
+        "--grace",
+        "60s",
+        "--touch-after",
+        "10s",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
+}
+
+#[test]
 fn serve_collects_in_the_background_and_counts_it() {
     let (dir, live, untagged) = root_with_garbage();
     let server = ServerProcess::start_with_args(

@@ -56,6 +56,11 @@ pub fn run(args: GcArgs) -> ExitCode {
         eprintln!("layerstore gc: {message}");
         return ExitCode::from(2);
     }
+    if let Some(warning) = super::serve_gc::short_grace_warning(args.grace) {
+        if !args.offline && !args.dry_run {
+            eprintln!("layerstore gc: warning: {warning}");
+        }
+    }
     let store = match args.storage.open_store() {
         Ok(store) => store.with_touch_after(args.touch_after),
         Err(e) => return e.report("gc"),

@@ -10,7 +10,8 @@ use serde::Deserialize;
 
 use layerstore::metrics::{GcOutcome, Metrics};
 use layerstore::storage::DriverPath;
-use layerstore::store::gc::{claims::CLAIMS_DIR, LAST_RUN_PATH};
+use layerstore::store::gc::claims::{CLAIMS_DIR, CLAIM_LEASE};
+use layerstore::store::gc::LAST_RUN_PATH;
 use layerstore::store::{GcOptions, Store, DEFAULT_TOUCH_AFTER, GRACE_PER_TOUCH};
 
 use super::purge::parse_duration;
@@ -123,6 +124,9 @@ pub fn start_background(
     let Some(interval) = settings.interval else {
         return;
     };
+    if let Some(warning) = short_grace_warning(settings.options.grace) {
+        tracing::warn!("{warning}");
+    }
     let spawned = std::thread::Builder::new()
         .name("layerstore-gc".into())
         .spawn(move || {
@@ -134,6 +138,23 @@ pub fn start_background(
     if let Err(e) = spawned {
         tracing::error!(error = %e, "could not start the garbage collection thread");
     }
+}
+
+/// A warning for a grace window under two claim leases (allowed: tests and small setups use
+/// short ones). A writer that relies on a file a collection claimed waits until the claim ends,
+/// up to a lease if the collection was killed; a push that spends that wait and more than the
+/// grace in all can find its blobs collected (`MANIFEST_BLOB_UNKNOWN` on its manifest).
+pub fn short_grace_warning(grace: Duration) -> Option<String> {
+    (grace < 2 * CLAIM_LEASE).then(|| {
+        format!(
+            "the grace window ({}s) is shorter than two claim leases ({}s): a push that waits \
+             for a collection killed mid-run (up to {}s) and takes longer than the grace in \
+             all can lose its blobs",
+            grace.as_secs(),
+            2 * CLAIM_LEASE.as_secs(),
+            CLAIM_LEASE.as_secs()
+        )
+    })
 }
 
 /// Gives the collecting thread the lowest normal priority (nice 19); the run's pools are
