@@ -76,8 +76,13 @@ impl Park {
 
 impl Store {
     /// Keeps `upload` open for the next [`resume_upload`](Store::resume_upload) of its
-    /// session in this process (see the [module](self)). Only handles whose checkpoints can
-    /// be deferred (a filesystem's) are kept; others are dropped, which closes them.
+    /// session in this process, which then skips reopening the session (its claim, `startedat`,
+    /// the hash states, `data`). It is taken back only if `data` still has the size the handle
+    /// wrote (another instance may have continued the session). At most 256 handles are kept,
+    /// each for at most 30 s; dropping one loses nothing, since each request ends with a
+    /// checkpoint. Only handles whose checkpoints can be deferred
+    /// ([`Upload::checkpoint_deferred`], a filesystem's) are kept; others are dropped, which
+    /// closes them.
     pub fn park_upload(&self, upload: Upload) {
         if !upload.parkable || upload.usable().is_err() {
             return;
