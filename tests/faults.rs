@@ -5,14 +5,15 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::faults::{Fault, FaultyDriver, Op};
 use common::{content, sha256, Reply, TestServer};
 use layerstore::http::app::AppState;
 use layerstore::http::server::Limits;
 use layerstore::http::token::TokenSigner;
-use layerstore::storage::FilesystemDriver;
+use layerstore::names::RepositoryName;
+use layerstore::storage::{FilesystemDriver, InMemoryDriver};
 use layerstore::store::Store;
 
 struct Faulty {
@@ -271,4 +272,41 @@ fn short_writes_lose_nothing() {
         f.server.get(&format!("/v2/r/blobs/{}", sha256(&data))).body,
         data
     );
+}
+
+/// An object store's listing that misses an upload's `data` for a moment (Garage's
+/// `ListMultipartUploads` can): a resume waits for it to show the bytes the saved state vouches
+/// for, instead of starting a second upload beside them. One that never shows them is given up
+/// on after the wait (3 s): the upload goes on from what is there, and the client resends.
+#[test]
+fn a_resume_waits_for_a_lagging_listing_to_show_what_a_state_vouches_for() {
+    let driver = FaultyDriver::new(Arc::new(InMemoryDriver::new()));
+    let store = Store::new(Arc::new(driver.clone()));
+    let repo = RepositoryName::parse("lag/app").unwrap();
+    let mut upload = store.create_upload(&repo).unwrap();
+    upload.append(b"vouched for").unwrap();
+    upload.checkpoint().unwrap();
+    let id = upload.id().clone();
+    drop(upload);
+
+    driver.arm(Op::Stat, "/data", Fault::Missing);
+    let healer = {
+        let driver = driver.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(500));
+            driver.heal();
+        })
+    };
+    let started = Instant::now();
+    let upload = store.resume_upload(&repo, &id).unwrap();
+    assert_eq!(upload.offset(), 11, "went on from a listing that lagged");
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    healer.join().unwrap();
+    drop(upload);
+
+    driver.arm(Op::Stat, "/data", Fault::Missing);
+    let started = Instant::now();
+    let upload = store.resume_upload(&repo, &id).unwrap();
+    assert_eq!(upload.offset(), 0);
+    assert!(started.elapsed() >= Duration::from_secs(3));
 }

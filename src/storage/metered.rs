@@ -147,6 +147,10 @@ impl StorageDriver for MeteredDriver {
         self.timed("stat", || self.inner.written_before_boot(path))
     }
 
+    fn listings_may_lag(&self) -> bool {
+        self.inner.listings_may_lag()
+    }
+
     fn truncate(&self, path: &DriverPath, len: u64) -> Result<(), StorageError> {
         self.timed("truncate", || self.inner.truncate(path, len))
     }

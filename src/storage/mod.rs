@@ -222,6 +222,15 @@ pub trait StorageDriver: Send + Sync + std::fmt::Debug {
         Ok(false)
     }
 
+    /// True when a listing (and so [`append_size`](Self::append_size) and
+    /// [`open_append`](Self::open_append), which list an object store's unfinished uploads and
+    /// their parts) can miss, for a moment, what was just written: Garage's
+    /// `ListMultipartUploads` and `ListParts` can. An upload that finds fewer bytes than a
+    /// saved state vouches for then waits for the listing to catch up. False by default.
+    fn listings_may_lag(&self) -> bool {
+        false
+    }
+
     /// Cuts the file at `path` to `len` bytes, durably. Needed only by drivers whose
     /// [`written_before_boot`](Self::written_before_boot) can be true; the default refuses.
     fn truncate(&self, path: &DriverPath, len: u64) -> Result<(), StorageError> {

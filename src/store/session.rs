@@ -1,12 +1,20 @@
 //! [`Session`]: read-only views of one upload session's files, shared by open uploads and by
 //! status queries, so both answer the same offset for the same files.
 
+use std::time::{Duration, Instant};
+
 use crate::digest::HashAlgorithm;
 use crate::hash::ResumableSha256;
 use crate::names::{RepositoryName, UploadId};
-use crate::storage::{missing_is_ok, DriverPath, PathSpec, StorageDriver, StorageError};
+use crate::storage::{
+    missing_is_ok, DriverPath, FileWriter, PathSpec, StorageDriver, StorageError,
+};
 
 use super::StoreError;
+
+/// How long a resume waits for an object store's listing to show the bytes a saved state
+/// vouches for ([`Session::open_data`]).
+pub(crate) const LISTING_LAG: Duration = Duration::from_secs(3);
 
 /// One upload session's location.
 pub(crate) struct Session<'a> {
@@ -45,6 +53,35 @@ impl Session<'_> {
         };
         offsets.sort_unstable_by(|a, b| b.cmp(a));
         Ok(offsets)
+    }
+
+    /// Opens `data` to append to it (`None`: there is none), once the storage shows at least the
+    /// bytes the highest saved state covers.
+    ///
+    /// A state is saved only for durable bytes, so on a storage whose listings lag
+    /// ([`StorageDriver::listings_may_lag`]) fewer bytes than a state vouches for means a
+    /// listing that has not caught up. Going on from it would start a second multipart upload
+    /// beside the real one, or complete the real one without its newest parts: bytes lost, and
+    /// with a client that sends other bytes the second time, a hash of bytes that are not the
+    /// ones stored. So it looks again, every 100 ms for up to [`LISTING_LAG`]; after that it
+    /// goes on with what it sees. A `data` a crashed commit moved into the blob store
+    /// ([`published_state`](Self::published_state)) is not waited for.
+    pub(crate) fn open_data(&self) -> Result<Option<Box<dyn FileWriter>>, StoreError> {
+        let data = self.data_path()?;
+        let deadline = Instant::now() + LISTING_LAG;
+        loop {
+            let writer = self.driver.open_append(&data)?;
+            if !self.driver.listings_may_lag() || Instant::now() >= deadline {
+                return Ok(writer);
+            }
+            let size = writer.as_ref().map_or(0, |w| w.size());
+            let vouched = self.saved_offsets()?.first().copied().unwrap_or(0);
+            if size >= vouched || (writer.is_none() && self.published_state()?.is_some()) {
+                return Ok(writer);
+            }
+            drop(writer);
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// The highest saved state at or below `limit` that decodes and agrees with its name.

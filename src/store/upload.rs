@@ -543,7 +543,7 @@ impl Upload {
     /// Brings `hasher` to the size of `data` (see [`Store::resume_upload`]).
     fn restore(&mut self) -> Result<(), StoreError> {
         let data = self.data_path()?;
-        let Some(writer) = self.driver.open_append(&data)? else {
+        let Some(writer) = self.session().open_data()? else {
             return self.restore_published();
         };
         let mut size = writer.size();

@@ -33,6 +33,9 @@ pub enum Fault {
     Io,
     /// Writes accept at most this many bytes per call (not an error: `write_all` must cope).
     ShortWrite(usize),
+    /// The path is not there (with `Op::Stat`: a listing that lags behind, as an object
+    /// store's can; the driver then says its listings may lag).
+    Missing,
 }
 
 #[derive(Debug, Clone)]
@@ -84,6 +87,7 @@ impl FaultyDriver {
         match self.fault(op, path) {
             Some(Fault::NoSpace) => Err(io_error(op, path, no_space())),
             Some(Fault::Io) => Err(io_error(op, path, eio())),
+            Some(Fault::Missing) => Err(StorageError::NotFound(path.clone())),
             Some(Fault::ShortWrite(_)) | None => Ok(()),
         }
     }
@@ -140,6 +144,11 @@ impl StorageDriver for FaultyDriver {
             driver: self.clone(),
             path: path.clone(),
         }))
+    }
+
+    fn listings_may_lag(&self) -> bool {
+        let rules = self.rules.lock().unwrap();
+        rules.iter().any(|r| r.fault == Fault::Missing)
     }
 
     fn stat(&self, path: &DriverPath) -> Result<FileInfo, StorageError> {
@@ -200,6 +209,7 @@ impl Write for FaultyWriter {
         match self.driver.fault(Op::Write, &self.path) {
             Some(Fault::NoSpace) => Err(no_space()),
             Some(Fault::Io) => Err(eio()),
+            Some(Fault::Missing) => Err(io::Error::from(io::ErrorKind::NotFound)),
             Some(Fault::ShortWrite(max)) => self.inner.write(&buf[..buf.len().min(max.max(1))]),
             None => self.inner.write(buf),
         }

@@ -304,6 +304,10 @@ impl StorageDriver for S3Driver {
         }
     }
 
+    fn listings_may_lag(&self) -> bool {
+        true
+    }
+
     fn start_appendable(&self, path: &DriverPath) -> Result<(), StorageError> {
         multipart::create(&self.client, &self.client.key(path), path).map(|_| ())
     }
