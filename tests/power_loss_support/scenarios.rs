@@ -108,19 +108,26 @@ impl Operation for UploadChunk {
     }
 
     fn check(&self, store: &Store, returned: bool) -> Result<(), String> {
-        let fx = self.fx.as_ref().unwrap();
-        let changes = Changes {
-            session: true,
-            ..Changes::default()
-        };
-        check_fixture(store, fx, changes)?;
-        let acknowledged = if returned {
-            Self::CHUNK_END
-        } else {
-            fx.acknowledged
-        };
-        finish_session(store, fx, acknowledged)
+        check_session_grew(store, self.fx.as_ref().unwrap(), returned, Self::CHUNK_END)
     }
+}
+
+/// After an operation that appended to the fixture's session up to `end`: the rest of the
+/// fixture is intact, and the session finishes from at least `end` (when the operation had
+/// returned) or the fixture's own acknowledged offset.
+fn check_session_grew(
+    store: &Store,
+    fx: &Fixture,
+    returned: bool,
+    end: usize,
+) -> Result<(), String> {
+    let changes = Changes {
+        session: true,
+        ..Changes::default()
+    };
+    check_fixture(store, fx, changes)?;
+    let acknowledged = if returned { end } else { fx.acknowledged };
+    finish_session(store, fx, acknowledged)
 }
 
 /// Two chunks, each answered before its checkpoint ran ([`Upload::checkpoint_deferred`]), the
@@ -158,17 +165,7 @@ impl Operation for DeferredChunks {
     }
 
     fn check(&self, store: &Store, returned: bool) -> Result<(), String> {
-        let fx = self.fx.as_ref().unwrap();
-        let changes = Changes {
-            session: true,
-            ..Changes::default()
-        };
-        check_fixture(store, fx, changes)?;
-        let acknowledged = match returned {
-            true => Self::SECOND_END,
-            false => fx.acknowledged,
-        };
-        finish_session(store, fx, acknowledged)
+        check_session_grew(store, self.fx.as_ref().unwrap(), returned, Self::SECOND_END)
     }
 }
 
