@@ -7,6 +7,8 @@
 #   benches/soak.sh [OUT_DIR]        OUT_DIR (default /tmp/layerstore-soak) gets the CSVs and logs
 #   DURATION=600 benches/soak.sh     a shorter run
 #   PLOT_ONLY=1 benches/soak.sh      only plot the CSVs already in OUT_DIR
+#   STORAGES=s3 benches/soak.sh      only one storage (default "filesystem s3")
+#   PLOT_SUFFIX=-x benches/soak.sh   plot to docs/soak-STORAGE-x.png instead
 #
 # The plots need matplotlib, which is not installed: the script makes a venv in
 # /tmp/layerstore-soak-venv and pip installs matplotlib there (PyPI must be reachable), unless
@@ -30,7 +32,7 @@ if [ -z "${PLOT_ONLY:-}" ]; then
     cargo build --release --test soak
     status=0
     pids=()
-    for storage in filesystem s3; do
+    for storage in ${STORAGES:-filesystem s3}; do
         SOAK_SECS=$duration SOAK_CSV_DIR="$out" \
             cargo test --release --test soak -- --ignored --exact "long_$storage" --nocapture \
             >"$out/soak-$storage.log" 2>&1 &
@@ -40,11 +42,11 @@ if [ -z "${PLOT_ONLY:-}" ]; then
     grep -h "soak\[" "$out"/soak-*.log | grep -v ": kill at " || true
 fi
 
-for storage in filesystem s3; do
+for storage in ${STORAGES:-filesystem s3}; do
     if [ -s "$out/soak-$storage.csv" ]; then
-        "$python" benches/soak_plot.py "$out/soak-$storage.csv" "docs/soak-$storage.png" \
-            "soak on $storage"
-        echo "plotted docs/soak-$storage.png"
+        png="docs/soak-$storage${PLOT_SUFFIX:-}.png"
+        "$python" benches/soak_plot.py "$out/soak-$storage.csv" "$png" "soak on $storage"
+        echo "plotted $png"
     fi
 done
 exit "${status:-0}"
