@@ -211,3 +211,22 @@ fn serve_collects_in_the_background_and_counts_it() {
     );
     assert_eq!(gone.status, 404);
 }
+
+/// `layerstore gc | head -0`: a reader that goes away ends the report quietly (exit 141, as
+/// SIGPIPE would), not with a panic.
+#[test]
+fn a_report_to_a_closed_pipe_ends_quietly() {
+    let (dir, _, _) = root_with_garbage();
+    let root = dir.path().to_str().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_layerstore"))
+        .args(["gc", "--root", root, "--dry-run", "--grace", "0s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader is gone before the first line
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+}

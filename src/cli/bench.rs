@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use super::output::{out, outln};
 use layerstore::bench::{self, BenchOptions, Scenario, ServerTrust};
 
 /// Measure any OCI registry's blob push/pull throughput and latency, verifying every answer.
@@ -119,9 +120,9 @@ pub fn run(args: BenchArgs) -> ExitCode {
     match runtime.block_on(bench::run(options)) {
         Ok(report) => {
             if json {
-                println!("{}", report.to_json());
+                outln!("{}", report.to_json());
             } else {
-                print!("{}", report.to_table());
+                out!("{}", report.to_table());
             }
             if report.passed() {
                 ExitCode::SUCCESS

@@ -12,6 +12,7 @@ use layerstore::metrics::Metrics;
 use layerstore::store::fsck::FsckEvent;
 use layerstore::store::FsckReport;
 
+use super::output::outln;
 use super::storage_args::StorageArgs;
 
 /// Re-hash every blob and check every link of a storage; exit 1 if anything is wrong.
@@ -63,7 +64,7 @@ pub fn run(args: FsckArgs) -> ExitCode {
     match result {
         Ok(report) => {
             for problem in &report.problems {
-                println!("{problem}");
+                outln!("{problem}");
             }
             eprintln!(
                 "layerstore fsck: {} blobs, {} links checked, {} problems",

@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use layerstore::store::gc::{GcEvent, GcObserver};
 use layerstore::store::{GcOptions, GcReport, GRACE_PER_TOUCH};
 
+use super::output::outln;
 use super::purge::parse_duration;
 use super::storage_args::StorageArgs;
 
@@ -80,7 +81,7 @@ pub fn run(args: GcArgs) -> ExitCode {
     }
     match result {
         Ok(report) if args.json => {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string(&report).expect("a report serializes")
             );
@@ -124,21 +125,22 @@ fn print_report(report: &GcReport) {
         "deleted"
     };
     for manifest in &report.manifests {
-        println!(
+        outln!(
             "{verb} manifest {}@{}",
-            manifest.repository, manifest.digest
+            manifest.repository,
+            manifest.digest
         );
     }
     for blob in &report.blobs {
-        println!("{verb} blob {} ({} bytes)", blob.digest, blob.size);
+        outln!("{verb} blob {} ({} bytes)", blob.digest, blob.size);
     }
     for link in &report.links {
-        println!("{verb} link {link}");
+        outln!("{verb} link {link}");
     }
     for dir in &report.upload_dirs {
-        println!("{verb} upload {dir}");
+        outln!("{verb} upload {dir}");
     }
-    println!("{}", report.summary());
+    outln!("{}", report.summary());
 }
 
 /// A progress bar: repositories while marking, candidates while sweeping.

@@ -8,6 +8,7 @@ use clap::Args;
 use layerstore::client::credentials::{normalize_host, store_login, Credential};
 use layerstore::client::Registry;
 
+use super::output::outln;
 use super::registry_args::RegistryArgs;
 
 /// Check credentials against a registry and save them where podman keeps them.
@@ -33,7 +34,7 @@ pub struct LoginArgs {
 pub fn run(args: LoginArgs) -> ExitCode {
     match login(args) {
         Ok(file) => {
-            println!("Login Succeeded! (credentials saved to {file})");
+            outln!("Login Succeeded! (credentials saved to {file})");
             ExitCode::SUCCESS
         }
         Err(message) => {

@@ -12,6 +12,7 @@ mod gc;
 mod get;
 mod heap;
 mod login;
+mod output;
 mod progress;
 mod purge;
 mod put;

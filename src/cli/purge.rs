@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use clap::Args;
 
+use super::output::outln;
 use super::storage_args::StorageArgs;
 
 /// Delete upload sessions older than DURATION.
@@ -33,7 +34,7 @@ pub fn run(args: PurgeArgs) -> ExitCode {
     match store.purge_uploads(args.older_than, SystemTime::now(), args.dry_run) {
         Ok(report) => {
             for dir in &report.deleted {
-                println!(
+                outln!(
                     "{}{dir}",
                     if args.dry_run {
                         "would delete "
@@ -46,7 +47,7 @@ pub fn run(args: PurgeArgs) -> ExitCode {
                 eprintln!("layerstore purge-uploads: {dir}: no readable startedat, kept");
             }
             if report.temp_files_removed > 0 {
-                println!(
+                outln!(
                     "deleted {} stale temporary file(s)",
                     report.temp_files_removed
                 );

@@ -12,6 +12,7 @@ use layerstore::filehash::{self, FileRead};
 use layerstore::names::RepositoryName;
 use layerstore::store::{Store, StoreError, Upload};
 
+use super::output::outln;
 use super::storage_args::StorageArgs;
 
 /// Store FILE (or `-` for standard input) as a blob of REPO and print its digest.
@@ -40,7 +41,7 @@ pub fn run(args: PutArgs) -> ExitCode {
     };
     match put(&store, &args) {
         Ok(digest) => {
-            println!("{digest}");
+            outln!("{digest}");
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -14,6 +14,7 @@ use layerstore::client::{
 };
 
 use super::bench::parse_size;
+use super::output::outln;
 use super::registry_args::RegistryArgs;
 
 /// Options every transfer takes.
@@ -100,7 +101,7 @@ fn finish(command: &str, result: Result<(TransferReport, bool), String>) -> Exit
     match result {
         Ok((report, json)) => {
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string(&report).expect("a report serializes")
                 );
