@@ -13,7 +13,7 @@ use layerstore::http::{Limits, RegistryBuilder, Server};
 use layerstore::storage::StorageLocation;
 
 use super::serve_auth::{AuthArgs, AuthTable};
-use super::serve_gc::{start_background, GcArgs, GcTable};
+use super::serve_gc::{start_background, wait_for, GcArgs, GcTable};
 use super::serve_observe::{init_logging, LogFormat, ObserveArgs, Ops};
 use super::serve_tls::{reload_on_hangup, TlsArgs, TlsTable};
 use super::storage_args::{open_store, ConfigStorage, S3Table, StorageArgs};
@@ -190,7 +190,7 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
     let state = Arc::clone(registry.state());
     let (metrics, driver) = (Arc::clone(&state.metrics), Arc::clone(state.store.driver()));
     let stop_gc = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    start_background(
+    let gc_thread = start_background(
         state.store.clone(),
         gc,
         Arc::clone(&metrics),
@@ -200,7 +200,7 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         .enable_all()
         .build()
         .map_err(|e| format!("starting the runtime: {e}"))?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         let mut server = Server::bind(listen, registry, Limits::default())
             .await
             .map_err(|e| format!("listening on {listen}: {e}"))?;
@@ -225,7 +225,14 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
             .await;
         ops.stop().await;
         served.map_err(|e| Failure::Failed(e.to_string()))
-    })
+    });
+    // A collection in progress ends at its next step and removes its claim, so that writers
+    // of other instances do not wait a lease for it.
+    stop_gc.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(thread) = gc_thread {
+        wait_for(thread, std::time::Duration::from_secs(10));
+    }
+    served
 }
 
 fn tarsum_version(name: &str) -> Result<TarsumVersion, String> {

@@ -12,7 +12,7 @@ use layerstore::metrics::{GcOutcome, Metrics};
 use layerstore::storage::DriverPath;
 use layerstore::store::gc::claims::{CLAIMS_DIR, CLAIM_LEASE};
 use layerstore::store::gc::LAST_RUN_PATH;
-use layerstore::store::{GcOptions, Store, DEFAULT_TOUCH_AFTER, GRACE_PER_TOUCH};
+use layerstore::store::{GcOptions, Store, StoreError, DEFAULT_TOUCH_AFTER, GRACE_PER_TOUCH};
 
 use super::purge::parse_duration;
 
@@ -114,16 +114,17 @@ impl GcArgs {
     }
 }
 
-/// Runs collections every `settings.interval` on a thread of its own until `stop` is set.
+/// Runs collections every `settings.interval` on a thread of its own until `stop` is set; a
+/// run in progress then ends at its next step and removes its claim. The caller waits for the
+/// returned thread ([`wait_for`]) before the process exits.
 pub fn start_background(
     store: Store,
-    settings: GcSettings,
+    mut settings: GcSettings,
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
-) {
-    let Some(interval) = settings.interval else {
-        return;
-    };
+) -> Option<std::thread::JoinHandle<()>> {
+    let interval = settings.interval?;
+    settings.options.stop = Some(Arc::clone(&stop));
     if let Some(warning) = short_grace_warning(settings.options.grace) {
         tracing::warn!("{warning}");
     }
@@ -135,8 +136,23 @@ pub fn start_background(
                 run_once(&store, &settings.options, interval, &metrics);
             }
         });
-    if let Err(e) = spawned {
-        tracing::error!(error = %e, "could not start the garbage collection thread");
+    spawned
+        .inspect_err(
+            |e| tracing::error!(error = %e, "could not start the garbage collection thread"),
+        )
+        .ok()
+}
+
+/// Waits up to `limit` for the collection thread to end (a run ends at its next step, well
+/// within a second); past that the process exits anyway, and a claim it leaves dies with its
+/// lease.
+pub fn wait_for(thread: std::thread::JoinHandle<()>, limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    while !thread.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if thread.is_finished() {
+        let _ = thread.join();
     }
 }
 
@@ -193,6 +209,9 @@ fn run_once(store: &Store, options: &GcOptions, interval: Duration, metrics: &Me
         Ok(report) => {
             tracing::info!(summary = %report.summary(), "garbage collection finished");
             metrics.record_gc(GcOutcome::Finished(&report));
+        }
+        Err(StoreError::CollectionStopped) => {
+            tracing::info!("garbage collection stopped for the shutdown; its claim is removed");
         }
         Err(e) => {
             tracing::error!(error = %e, "garbage collection failed");

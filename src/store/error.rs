@@ -31,6 +31,11 @@ pub enum StoreError {
     /// `TOOMANYREQUESTS`, retry later).
     #[error("the storage is too slow: checking this push's blobs took over {0:?}, ten times")]
     StorageTooSlow(std::time::Duration),
+    /// A garbage collection stopped because it was asked to ([`GcOptions::stop`]).
+    ///
+    /// [`GcOptions::stop`]: crate::store::GcOptions::stop
+    #[error("the garbage collection was asked to stop")]
+    CollectionStopped,
     /// The upload handle hit a storage error while appending; resume the upload by id to get
     /// a consistent handle again (`BLOB_UPLOAD_INVALID`).
     #[error("blob upload {0} was interrupted by an earlier error; resume it")]

@@ -64,7 +64,7 @@ pub(super) fn candidates(
                         Err(e) => return Err(e.into()),
                     }
                 }
-                run.pacer.breathe();
+                run.step()?;
                 Ok(found)
             })
             .collect::<Result<_, StoreError>>()
@@ -94,7 +94,7 @@ pub(super) fn links_naming(
             .par_iter()
             .map(|repo| {
                 let links = repository_links(run, repo, wanted);
-                run.pacer.breathe();
+                run.step()?;
                 links
             })
             .collect::<Result<_, StoreError>>()

@@ -81,7 +81,7 @@ pub(super) fn mark(run: &Run<'_>, report: &mut GcReport) -> Result<Marks, StoreE
             .par_iter()
             .try_for_each(|repo| -> Result<(), StoreError> {
                 let repo_marks = mark_repository(run, repo)?;
-                run.pacer.breathe();
+                run.step()?;
                 *live.lock() += repo_marks.live;
                 {
                     let mut marks = marks.lock();

@@ -98,6 +98,10 @@ pub struct GcOptions {
     pub work_fraction: f64,
     /// Told about each step (progress bars, tests).
     pub observer: Option<Arc<dyn GcObserver>>,
+    /// Set to ask the run to stop: it ends at its next step (never between a claim and its
+    /// deletions) with [`StoreError::CollectionStopped`], having removed its claim, so that no
+    /// writer waits for a run that is gone (`serve` sets it on SIGTERM).
+    pub stop: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Default for GcOptions {
@@ -112,6 +116,7 @@ impl Default for GcOptions {
             delete_parallelism: 32,
             work_fraction: 1.0,
             observer: None,
+            stop: None,
         }
     }
 }
@@ -240,20 +245,40 @@ impl Store {
             dry_run: options.dry_run,
             ..GcReport::default()
         };
-        let marks = mark::mark(&run, &mut report)?;
-        run.tell(GcEvent::Marked);
-        if options.delete_untagged {
-            sweep::delete_manifests(&mut run, &marks, &mut report)?;
-        }
-        sweep::delete_blobs(&mut run, &marks, &mut report)?;
-        uploads::delete_idle_uploads(&run, &mut report)?;
+        let outcome = run.phases(&mut report);
+        let finished = run.claimer.take().map(|claimer| claimer.finish());
+        outcome?;
         report.duration = clock.elapsed();
-        if let Some(claimer) = run.claimer.take() {
-            claimer.finish()?;
+        if let Some(finished) = finished {
+            finished?;
             self.driver
                 .put_content(&DriverPath::parse(LAST_RUN_PATH)?, &report.summary_json())?;
         }
         Ok(report)
+    }
+}
+
+impl Run<'_> {
+    /// Mark, sweep, idle uploads. However it ends, the caller removes the claim: a run that
+    /// returned deletes nothing more, so no writer needs to wait for it.
+    fn phases(&mut self, report: &mut GcReport) -> Result<(), StoreError> {
+        let marks = mark::mark(self, report)?;
+        self.tell(GcEvent::Marked);
+        if self.options.delete_untagged {
+            sweep::delete_manifests(self, &marks, report)?;
+        }
+        sweep::delete_blobs(self, &marks, report)?;
+        uploads::delete_idle_uploads(self, report)
+    }
+
+    /// Between two steps: sleeps as the pacing says, then ends the run if it was asked to stop.
+    pub(crate) fn step(&self) -> Result<(), StoreError> {
+        self.pacer.breathe();
+        let asked = self.options.stop.as_ref();
+        match asked.is_some_and(|stop| stop.load(std::sync::atomic::Ordering::Relaxed)) {
+            true => Err(StoreError::CollectionStopped),
+            false => Ok(()),
+        }
     }
 }
 

@@ -48,7 +48,7 @@ pub(super) fn delete_manifests(
                 .extend(deleted.into_iter().map(deleted_manifest));
             pending = left;
         }
-        run.pacer.breathe();
+        run.step()?;
     }
     Ok(())
 }
@@ -142,7 +142,7 @@ pub(super) fn delete_blobs(
             pending = left;
         }
         run.tell(GcEvent::Swept { done, total });
-        run.pacer.breathe();
+        run.step()?;
     }
     Ok(())
 }
