@@ -153,23 +153,21 @@ fn a_grace_under_two_claim_leases_runs_with_a_warning() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
 }
 
+/// serve collecting every second, with the shortest grace its touch interval allows.
+const FAST_GC: [&str; 6] = [
+    "--gc-interval",
+    "1s",
+    "--gc-grace",
+    "4s",
+    "--gc-touch-after",
+    "1s",
+];
+
 #[test]
 fn serve_collects_in_the_background_and_counts_it() {
     let (dir, live, untagged) = root_with_garbage();
-    let server = ServerProcess::start_with_args(
-        dir.path(),
-        &[
-            "--gc-interval",
-            "1s",
-            "--gc-grace",
-            "4s",
-            "--gc-touch-after",
-            "1s",
-            "--gc-delete-untagged",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ],
-    );
+    let more = ["--gc-delete-untagged", "--metrics-listen", "127.0.0.1:0"];
+    let server = ServerProcess::start_with_args(dir.path(), &[&FAST_GC[..], &more].concat());
     let line = server.wait_for_log(|l| log_field(l, "metrics_listen").is_some());
     let ops = log_field(&line, "metrics_listen").unwrap().parse().unwrap();
     let finished = server.wait_for_log(|l| l.contains("garbage collection finished"));
@@ -244,17 +242,7 @@ fn a_collection_stopped_by_sigterm_removes_its_claim() {
             put_blob(&store, &app, format!("orphan {k}").as_bytes());
         }
         age_everything(dir.path(), Duration::from_secs(86_400));
-        let mut server = ServerProcess::start_with_args(
-            dir.path(),
-            &[
-                "--gc-interval",
-                "1s",
-                "--gc-grace",
-                "4s",
-                "--gc-touch-after",
-                "1s",
-            ],
-        );
+        let mut server = ServerProcess::start_with_args(dir.path(), &FAST_GC);
         server.wait_for_log(|l| l.contains("garbage collection started"));
         std::thread::sleep(Duration::from_millis(30));
         let status = server.terminate();
