@@ -262,3 +262,53 @@ fn a_collection_stopped_by_sigterm_removes_its_claim() {
     }
     panic!("no collection was stopped mid-run in three tries");
 }
+
+/// SIGTERM to `layerstore gc` in the middle of its run: it stops at its next step, removes its
+/// claim (servers would otherwise wait a lease for it) and exits 130; a rerun finishes the job.
+/// Up to three tries, in case a run finishes before the signal lands.
+#[test]
+fn gc_stopped_by_a_signal_removes_its_claim() {
+    for attempt in 1..=3 {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::filesystem(dir.path());
+        let app = repo("team/app");
+        for k in 0..1500 {
+            put_blob(&store, &app, format!("orphan {k}").as_bytes());
+        }
+        age_everything(dir.path(), Duration::from_secs(86_400));
+        let root = dir.path().to_str().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_layerstore"))
+            .args(["gc", "--root", root, "--offline", "--grace", "0s"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let claims = dir.path().join("layerstore/gc/claims");
+        let claim_files = || {
+            std::fs::read_dir(&claims)
+                .map(|d| d.count())
+                .unwrap_or_default()
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while claim_files() == 0 && child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "no claim file appeared");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let pid = child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(claim_files(), 0, "a claim was left: {stderr}");
+        if out.status.code() == Some(130) {
+            assert!(stderr.contains("stopped by a signal"), "{stderr}");
+            let rerun = layerstore(&["gc", "--root", root, "--offline", "--grace", "0s"]);
+            assert!(rerun.status.success(), "{rerun:?}");
+            let fsck = layerstore(&["fsck", "--root", root]);
+            assert!(fsck.status.success(), "{fsck:?}");
+            return;
+        }
+        assert!(out.status.success(), "gc failed: {stderr}");
+        eprintln!("attempt {attempt}: the run finished before the signal");
+    }
+    panic!("no run was stopped mid-way in three tries");
+}

@@ -2,6 +2,7 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use layerstore::store::gc::{GcEvent, GcObserver};
-use layerstore::store::{GcOptions, GcReport, GRACE_PER_TOUCH};
+use layerstore::store::{GcOptions, GcReport, StoreError, GRACE_PER_TOUCH};
 
 use super::output::outln;
 use super::purge::parse_duration;
@@ -73,6 +74,7 @@ pub fn run(args: GcArgs) -> ExitCode {
         grace: args.grace,
         upload_idle: args.upload_idle,
         observer: bar.clone().map(|b| b as Arc<dyn GcObserver>),
+        stop: Some(stop_on_signal()),
         ..GcOptions::default()
     };
     let result = store.collect_garbage(&options);
@@ -91,11 +93,41 @@ pub fn run(args: GcArgs) -> ExitCode {
             print_report(&report);
             ExitCode::SUCCESS
         }
+        Err(StoreError::CollectionStopped) => {
+            eprintln!("layerstore gc: stopped by a signal; its claim is removed, a rerun goes on");
+            ExitCode::from(130)
+        }
         Err(e) => {
             eprintln!("layerstore gc: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// A flag that SIGINT or SIGTERM sets: the run then ends at its next step and removes its
+/// claim, so that no server waits a lease for it. A second signal ends the process at once.
+fn stop_on_signal() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let watcher = move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        runtime.block_on(super::serve::shutdown_signal());
+        flag.store(true, Ordering::Relaxed);
+        runtime.block_on(super::serve::shutdown_signal());
+        std::process::exit(130);
+    };
+    let spawned = std::thread::Builder::new()
+        .name("layerstore-gc-signals".into())
+        .spawn(watcher);
+    if let Err(e) = spawned {
+        eprintln!("layerstore gc: warning: signals will not stop the run cleanly: {e}");
+    }
+    stop
 }
 
 /// A grace window shorter than the writers' touch interval allows would let a push racing the
