@@ -55,7 +55,7 @@ impl Session<'_> {
         Ok(offsets)
     }
 
-    /// Opens `data` to append to it (`None`: there is none), once the storage shows at least the
+    /// Opens `data` to append to it ([`OpenedData`]), once the storage shows at least the
     /// bytes the highest saved state covers.
     ///
     /// A state is saved only for durable bytes, so on a storage whose listings lag
@@ -66,18 +66,25 @@ impl Session<'_> {
     /// ones stored. So it looks again, every 100 ms for up to [`LISTING_LAG`]; after that it
     /// goes on with what it sees. A `data` a crashed commit moved into the blob store
     /// ([`published_state`](Self::published_state)) is not waited for.
-    pub(crate) fn open_data(&self) -> Result<Option<Box<dyn FileWriter>>, StoreError> {
+    pub(crate) fn open_data(&self) -> Result<OpenedData, StoreError> {
         let data = self.data_path()?;
         let deadline = Instant::now() + LISTING_LAG;
         loop {
             let writer = self.driver.open_append(&data)?;
             if !self.driver.listings_may_lag() || Instant::now() >= deadline {
-                return Ok(writer);
+                return Ok(OpenedData {
+                    writer,
+                    offsets: None,
+                });
             }
             let size = writer.as_ref().map_or(0, |w| w.size());
-            let vouched = self.saved_offsets()?.first().copied().unwrap_or(0);
+            let offsets = self.saved_offsets()?;
+            let vouched = offsets.first().copied().unwrap_or(0);
             if size >= vouched || (writer.is_none() && self.published_state()?.is_some()) {
-                return Ok(writer);
+                return Ok(OpenedData {
+                    writer,
+                    offsets: Some(offsets),
+                });
             }
             drop(writer);
             std::thread::sleep(Duration::from_millis(100));
@@ -86,7 +93,16 @@ impl Session<'_> {
 
     /// The highest saved state at or below `limit` that decodes and agrees with its name.
     pub(crate) fn best_state(&self, limit: u64) -> Result<Option<ResumableSha256>, StoreError> {
-        for offset in self.saved_offsets()?.into_iter().filter(|&o| o <= limit) {
+        self.best_state_among(&self.saved_offsets()?, limit)
+    }
+
+    /// As [`best_state`](Self::best_state), among `offsets` (highest first) listed already.
+    pub(crate) fn best_state_among(
+        &self,
+        offsets: &[u64],
+        limit: u64,
+    ) -> Result<Option<ResumableSha256>, StoreError> {
+        for &offset in offsets.iter().filter(|&&o| o <= limit) {
             let path = self.states_dir()?.join(&offset.to_string())?;
             let bytes = match self.driver.get_content(&path) {
                 Ok(bytes) => bytes,
@@ -148,6 +164,14 @@ impl Session<'_> {
         let size = self.driver.file_size(&blob)?;
         Ok(size.filter(|&s| s == state.len()).map(|_| state))
     }
+}
+
+/// What [`Session::open_data`] found: `data` opened to append to it (`None`: there is none),
+/// and the saved state offsets, highest first, when its lag check listed them (so a resume
+/// does not list them again: one request less per resume on an object store).
+pub(crate) struct OpenedData {
+    pub(crate) writer: Option<Box<dyn FileWriter>>,
+    pub(crate) offsets: Option<Vec<u64>>,
 }
 
 /// Which saved states [`Session::save_state`] removes.

@@ -21,7 +21,7 @@ use crate::storage::{DriverPath, FileWriter, PathSpec, StorageDriver, StorageErr
 
 use super::blobs::write_layer_link;
 use super::liveness::publish_blob;
-use super::session::{Prune, Session};
+use super::session::{OpenedData, Prune, Session};
 use super::stream::{fill, hash_range};
 use super::upload_tarsum::{tarsum_of_data, UploadTarsum};
 use super::{rfc3339, BlobInfo, Store, StoreError, UploadClaim};
@@ -543,12 +543,18 @@ impl Upload {
     /// Brings `hasher` to the size of `data` (see [`Store::resume_upload`]).
     fn restore(&mut self) -> Result<(), StoreError> {
         let data = self.data_path()?;
-        let Some(writer) = self.session().open_data()? else {
+        let OpenedData { writer, offsets } = self.session().open_data()?;
+        let Some(writer) = writer else {
             return self.restore_published();
         };
         let mut size = writer.size();
         if size > 0 {
-            self.hasher = self.session().best_state(size)?.unwrap_or_default();
+            let offsets = match offsets {
+                Some(offsets) => offsets,
+                None => self.session().saved_offsets()?,
+            };
+            let best = self.session().best_state_among(&offsets, size)?;
+            self.hasher = best.unwrap_or_default();
         }
         if self.hasher.len() == size {
             // The usual case: a state covers every byte, and the writer is ready to go on.
