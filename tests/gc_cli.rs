@@ -229,29 +229,39 @@ fn a_report_to_a_closed_pipe_ends_quietly() {
     assert_eq!(out.status.code(), Some(141), "{stderr}");
 }
 
+/// A root holding `count` orphan blobs, all a day old: a collection that takes a moment.
+fn root_with_orphans(count: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::filesystem(dir.path());
+    let app = repo("team/app");
+    for k in 0..count {
+        put_blob(&store, &app, format!("orphan {k}").as_bytes());
+    }
+    age_everything(dir.path(), Duration::from_secs(86_400));
+    dir
+}
+
+/// The claim files of collection runs in the root.
+fn claim_files(root: &std::path::Path) -> Vec<std::ffi::OsString> {
+    std::fs::read_dir(root.join("layerstore/gc/claims"))
+        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
+        .unwrap_or_default()
+}
+
 /// SIGTERM while serve's collection runs: the run stops at its next step and removes its claim
 /// (writers of other instances would otherwise wait a lease for it), serve exits 0, and the
 /// store is consistent. Up to three tries, in case a run finishes before the signal lands.
 #[test]
 fn a_collection_stopped_by_sigterm_removes_its_claim() {
     for attempt in 1..=3 {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::filesystem(dir.path());
-        let app = repo("team/app");
-        for k in 0..1500 {
-            put_blob(&store, &app, format!("orphan {k}").as_bytes());
-        }
-        age_everything(dir.path(), Duration::from_secs(86_400));
+        let dir = root_with_orphans(1500);
         let mut server = ServerProcess::start_with_args(dir.path(), &FAST_GC);
         server.wait_for_log(|l| l.contains("garbage collection started"));
         std::thread::sleep(Duration::from_millis(30));
         let status = server.terminate();
         assert!(status.success(), "serve exited with {status}");
         let log = server.log_lines().join("\n");
-        let claims = dir.path().join("layerstore/gc/claims");
-        let left: Vec<_> = std::fs::read_dir(&claims)
-            .map(|d| d.map(|e| e.unwrap().file_name()).collect())
-            .unwrap_or_default();
+        let left = claim_files(dir.path());
         assert!(left.is_empty(), "claims left: {left:?}\n{log}");
         let fsck = layerstore(&["fsck", "--root", dir.path().to_str().unwrap()]);
         assert!(fsck.status.success(), "{fsck:?}");
@@ -269,13 +279,7 @@ fn a_collection_stopped_by_sigterm_removes_its_claim() {
 #[test]
 fn gc_stopped_by_a_signal_removes_its_claim() {
     for attempt in 1..=3 {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::filesystem(dir.path());
-        let app = repo("team/app");
-        for k in 0..1500 {
-            put_blob(&store, &app, format!("orphan {k}").as_bytes());
-        }
-        age_everything(dir.path(), Duration::from_secs(86_400));
+        let dir = root_with_orphans(1500);
         let root = dir.path().to_str().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_layerstore"))
             .args(["gc", "--root", root, "--offline", "--grace", "0s"])
@@ -283,14 +287,8 @@ fn gc_stopped_by_a_signal_removes_its_claim() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let claims = dir.path().join("layerstore/gc/claims");
-        let claim_files = || {
-            std::fs::read_dir(&claims)
-                .map(|d| d.count())
-                .unwrap_or_default()
-        };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while claim_files() == 0 && child.try_wait().unwrap().is_none() {
+        while claim_files(dir.path()).is_empty() && child.try_wait().unwrap().is_none() {
             assert!(Instant::now() < deadline, "no claim file appeared");
             std::thread::sleep(Duration::from_millis(2));
         }
@@ -298,7 +296,8 @@ fn gc_stopped_by_a_signal_removes_its_claim() {
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(claim_files(), 0, "a claim was left: {stderr}");
+        let left = claim_files(dir.path());
+        assert!(left.is_empty(), "a claim was left: {left:?}\n{stderr}");
         if out.status.code() == Some(130) {
             assert!(stderr.contains("stopped by a signal"), "{stderr}");
             let rerun = layerstore(&["gc", "--root", root, "--offline", "--grace", "0s"]);
