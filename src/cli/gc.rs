@@ -23,7 +23,8 @@ use super::storage_args::StorageArgs;
 /// window is deleted, and each batch is claimed and looked at again before it goes
 /// (docs/gc.md). distribution must not write to the storage meanwhile (it does not take part
 /// in the protocol). Prints each item deleted (or, with --dry-run, that would be), then a
-/// summary; a progress bar on a terminal.
+/// summary; a progress bar on a terminal. SIGINT or SIGTERM stop the run at its next step,
+/// with its claim removed (exit status 130); a rerun goes on from there.
 #[derive(Debug, Args)]
 pub struct GcArgs {
     #[command(flatten)]
