@@ -118,6 +118,24 @@ fn a_grace_too_short_for_live_writers_is_refused() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--gc-touch-after"));
+    for fraction in ["0", "1.5", "NaN"] {
+        let out = layerstore(&[
+            "serve",
+            "--root",
+            root,
+            "--listen",
+            "127.0.0.1:0",
+            "--gc-interval",
+            "1h",
+            "--gc-work-fraction",
+            fraction,
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{fraction}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("is not in (0, 1]"),
+            "{fraction}: {out:?}"
+        );
+    }
 }
 
 #[test]

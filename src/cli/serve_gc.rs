@@ -35,7 +35,16 @@ pub struct GcArgs {
     /// grace must be at least 4 times it [default: 1m].
     #[arg(long, env = "LAYERSTORE_GC_TOUCH_AFTER", value_name = "DURATION", value_parser = parse_duration)]
     gc_touch_after: Option<Duration>,
+    /// While requests are arriving, the background collection works this fraction of the
+    /// time and sleeps the rest, leaving the cores to them; with no requests it runs flat out
+    /// (1 never sleeps) [default: 0.25].
+    #[arg(long, env = "LAYERSTORE_GC_WORK_FRACTION", value_name = "FRACTION")]
+    gc_work_fraction: Option<f64>,
 }
+
+/// The background collection's share of the time while the registry is busy: pushes beside
+/// a collection stay above 90% of their speed without it (`docs/benchmarks.md`).
+pub const DEFAULT_BUSY_WORK_FRACTION: f64 = 0.25;
 
 /// The config file's `[gc]` table.
 #[derive(Debug, Default, Deserialize)]
@@ -45,6 +54,7 @@ pub struct GcTable {
     grace: Option<String>,
     delete_untagged: Option<bool>,
     touch_after: Option<String>,
+    work_fraction: Option<f64>,
 }
 
 impl GcTable {
@@ -54,6 +64,7 @@ impl GcTable {
         grace: None,
         delete_untagged: None,
         touch_after: None,
+        work_fraction: None,
     };
 }
 
@@ -95,6 +106,16 @@ impl GcArgs {
                 touch_after.as_secs()
             ));
         }
+        let work_fraction = self
+            .gc_work_fraction
+            .or(table.work_fraction)
+            .unwrap_or(DEFAULT_BUSY_WORK_FRACTION);
+        if !(work_fraction > 0.0 && work_fraction <= 1.0) {
+            return Err(format!(
+                "--gc-work-fraction {work_fraction} is not in (0, 1]: 1 never pauses, 0.1 works \
+                 a tenth of the time while requests arrive"
+            ));
+        }
         let delete_untagged = self.gc_delete_untagged || table.delete_untagged == Some(true);
         Ok(GcSettings {
             interval,
@@ -102,11 +123,11 @@ impl GcArgs {
                 grace,
                 delete_untagged,
                 // A background run shares the machine with the registry: one storage call at a
-                // time, at nice 19, leaves the cores to the requests. Not paced: working half
-                // the time doubled a run on Garage (29 s for 8 repositories under load), so
-                // fewer collections finished than `tests/gc_load.rs` needs.
+                // time, at nice 19, and paced while requests arrive (`start_background` gives
+                // it the busy signal), leaves the cores to the requests.
                 parallelism: 1,
                 delete_parallelism: 1,
+                work_fraction,
                 ..GcOptions::default()
             },
             touch_after,
@@ -125,6 +146,7 @@ pub fn start_background(
 ) -> Option<std::thread::JoinHandle<()>> {
     let interval = settings.interval?;
     settings.options.stop = Some(Arc::clone(&stop));
+    settings.options.busy = Some(busy_signal(Arc::clone(&metrics)));
     if let Some(warning) = short_grace_warning(settings.options.grace) {
         tracing::warn!("{warning}");
     }
@@ -141,6 +163,17 @@ pub fn start_background(
             |e| tracing::error!(error = %e, "could not start the garbage collection thread"),
         )
         .ok()
+}
+
+/// "Busy" when a request was answered or an upload body started since the last look, or an
+/// upload body is still arriving.
+fn busy_signal(metrics: Arc<Metrics>) -> layerstore::store::gc::BusySignal {
+    let last_seen = std::sync::atomic::AtomicU64::new(metrics.activity());
+    Arc::new(move || {
+        let now = metrics.activity();
+        let moved = last_seen.swap(now, Ordering::Relaxed) != now;
+        moved || metrics.uploads_in_progress() > 0
+    })
 }
 
 /// Waits up to `limit` for the collection thread to end (a run ends at its next step, well

@@ -43,6 +43,7 @@ mod fsck;
 mod gc;
 mod textfile;
 
+use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -109,6 +110,8 @@ pub struct Metrics {
     driver_errors: IntCounterVec,
     fsck: OnceLock<fsck::FsckFamilies>,
     gc: OnceLock<gc::GcFamilies>,
+    /// Requests answered plus upload bodies started: moves whenever the server is working.
+    activity: std::sync::atomic::AtomicU64,
 }
 
 impl Default for Metrics {
@@ -181,6 +184,7 @@ impl Metrics {
             ),
             fsck: OnceLock::new(),
             gc: OnceLock::new(),
+            activity: Default::default(),
             registry,
         };
         metrics.register_all();
@@ -232,6 +236,7 @@ impl Metrics {
         status: u16,
         duration: Duration,
     ) {
+        self.activity.fetch_add(1, Ordering::Relaxed);
         let status = status_label(status);
         let labels = [route, method_label(method), status.as_str()];
         self.requests.with_label_values(&labels).inc();
@@ -256,8 +261,29 @@ impl Metrics {
 
     /// Counts an upload body in progress until the guard is dropped.
     pub fn upload_in_progress(&self) -> UploadGuard {
+        self.activity.fetch_add(1, Ordering::Relaxed);
         self.uploads.inc();
         UploadGuard(self.uploads.clone())
+    }
+
+    /// A count that moves with every answered request and every upload body started: two
+    /// looks that differ, or an upload in progress, mean the server is busy (the background
+    /// collector paces itself by it).
+    ///
+    /// ```
+    /// let metrics = layerstore::metrics::Metrics::new();
+    /// let before = metrics.activity();
+    /// let _upload = metrics.upload_in_progress();
+    /// assert_ne!(metrics.activity(), before);
+    /// assert!(metrics.uploads_in_progress() > 0);
+    /// ```
+    pub fn activity(&self) -> u64 {
+        self.activity.load(Ordering::Relaxed)
+    }
+
+    /// Upload bodies being received now.
+    pub fn uploads_in_progress(&self) -> i64 {
+        self.uploads.get()
     }
 
     /// A blob read found its open file in the cache.

@@ -268,6 +268,39 @@ impl StorageDriver for FilesystemDriver {
         self.sync_parent(path)
     }
 
+    fn put_new_unsynced(&self, path: &DriverPath, content: &[u8]) -> Result<(), StorageError> {
+        let parent = path.parent().unwrap_or_else(DriverPath::root);
+        if let Some(above) = parent.parent() {
+            self.create_dirs(&above)?;
+        }
+        match self.vfs.create_dir(&self.local(&parent)) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                return Err(StorageError::io("mkdir", &parent, e))
+            }
+            _ => {}
+        }
+        let temp = self.temp_dir()?.join(temp_name());
+        let write = || -> io::Result<()> {
+            let mut file = self.vfs.open_write(&temp, OpenMode::CreateNew)?;
+            file.write_all(content)?;
+            self.vfs.rename(&temp, &self.local(path))
+        };
+        write().map_err(|e| {
+            let _ = self.vfs.remove_file(&temp);
+            StorageError::io("put", path, e)
+        })
+    }
+
+    fn sync_new(&self, path: &DriverPath) -> Result<(), StorageError> {
+        self.vfs
+            .open_write(&self.local(path), OpenMode::Append)
+            .and_then(|file| file.sync_all())
+            .map_err(|e| StorageError::io("fsync", path, e))?;
+        let parent = path.parent().unwrap_or_else(DriverPath::root);
+        self.sync_parent(path)?;
+        self.sync_parent(&parent)
+    }
+
     fn reader(&self, path: &DriverPath, offset: u64) -> Result<Box<dyn Read + Send>, StorageError> {
         let (mut file, size) = self.open_file(path)?;
         if offset > size {

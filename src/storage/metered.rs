@@ -109,6 +109,14 @@ impl StorageDriver for MeteredDriver {
         self.timed("put_content", || self.inner.put_content(path, content))
     }
 
+    fn put_new_unsynced(&self, path: &DriverPath, content: &[u8]) -> Result<(), StorageError> {
+        self.timed("put_content", || self.inner.put_new_unsynced(path, content))
+    }
+
+    fn sync_new(&self, path: &DriverPath) -> Result<(), StorageError> {
+        self.timed("sync", || self.inner.sync_new(path))
+    }
+
     fn reader(&self, path: &DriverPath, offset: u64) -> Result<Box<dyn Read + Send>, StorageError> {
         self.timed("reader", || self.inner.reader(path, offset))
     }

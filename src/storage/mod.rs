@@ -151,6 +151,22 @@ pub trait StorageDriver: Send + Sync + std::fmt::Debug {
     /// or the new, never a mix, and after a crash one of the two is there, complete.
     fn put_content(&self, path: &DriverPath, content: &[u8]) -> Result<(), StorageError>;
 
+    /// Writes a small new file, creating its directory if missing, without making either
+    /// durable: a power cut may lose them (or leave the file empty), a process crash does not.
+    /// Atomic for readers, like [`put_content`](Self::put_content). For the start of an upload
+    /// session, which nothing acknowledged relies on until its first saved hash state;
+    /// [`sync_new`](Self::sync_new) makes it durable then. By default, `put_content`.
+    fn put_new_unsynced(&self, path: &DriverPath, content: &[u8]) -> Result<(), StorageError> {
+        self.put_content(path, content)
+    }
+
+    /// Makes a file [`put_new_unsynced`](Self::put_new_unsynced) wrote durable: its bytes,
+    /// its entry, and its directory's entry. Nothing to do by default (there, it already is).
+    fn sync_new(&self, path: &DriverPath) -> Result<(), StorageError> {
+        let _ = path;
+        Ok(())
+    }
+
     /// A stream of the file's bytes from `offset`. An offset past the end is
     /// [`StorageError::InvalidOffset`]; exactly at the end gives an empty stream.
     fn reader(&self, path: &DriverPath, offset: u64) -> Result<Box<dyn Read + Send>, StorageError>;

@@ -129,7 +129,17 @@ impl Session<'_> {
         let dir = self.states_dir()?;
         self.driver
             .put_content(&dir.join(&offset.to_string())?, &state.to_go_bytes())?;
-        let stale = self.saved_offsets()?.into_iter().filter(|&o| match prune {
+        let saved = self.saved_offsets()?;
+        if saved.iter().all(|&o| o >= offset) {
+            // The session's first state (or the lowest of two saved at once): the session
+            // itself becomes durable with it (`Store::create_upload` left it unsynced).
+            let started = PathSpec::UploadStartedAt {
+                repo: self.repo,
+                id: self.id,
+            };
+            self.driver.sync_new(&started.to_path()?)?;
+        }
+        let stale = saved.into_iter().filter(|&o| match prune {
             Prune::Others => o != offset,
             Prune::Below => o < offset,
         });

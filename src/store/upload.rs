@@ -76,14 +76,17 @@ impl Store {
     /// ([`StorageDriver::start_appendable`]: nothing on a filesystem, where `data` is created by
     /// the first append; the multipart upload on S3). Hash states come with the first checkpoint
     /// (a session without them is at offset 0, for distribution too), which spares a
-    /// one-request upload four fsyncs.
+    /// one-request upload four fsyncs. The session itself becomes durable with that first
+    /// state too ([`StorageDriver::put_new_unsynced`]): a POST acknowledges no bytes, and a
+    /// session a power cut took is answered `BLOB_UPLOAD_UNKNOWN`, so the client starts again.
+    /// That spares three more.
     pub fn create_upload(&self, repo: &RepositoryName) -> Result<Upload, StoreError> {
         let id = UploadId::generate().map_err(StoreError::Random)?;
         let claim = self.claim_upload(repo, &id)?;
         let started_at = SystemTime::now();
         let started = PathSpec::UploadStartedAt { repo, id: &id }.to_path()?;
         self.driver
-            .put_content(&started, rfc3339::format(started_at).as_bytes())?;
+            .put_new_unsynced(&started, rfc3339::format(started_at).as_bytes())?;
         let data = PathSpec::UploadData { repo, id: &id }.to_path()?;
         self.driver.start_appendable(&data)?;
         Ok(Upload {
@@ -199,6 +202,11 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         };
+        if bytes.iter().all(|&b| b == 0) {
+            // Empty or zeros: a power cut took the session before its first state made it
+            // durable (`create_upload`); nothing of it was acknowledged.
+            return Err(StoreError::BlobUploadUnknown(id.clone()));
+        }
         std::str::from_utf8(&bytes)
             .ok()
             .and_then(rfc3339::parse)

@@ -4,9 +4,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use layerstore::names::Reference;
+use layerstore::names::{Reference, UploadId};
 use layerstore::storage::{http_secret, DriverPath, StorageError, HTTP_SECRET_PATH};
-use layerstore::store::{GcOptions, Store};
+use layerstore::store::{GcOptions, Store, StoreError};
 use layerstore::Digest;
 
 use super::fixture::*;
@@ -17,6 +17,10 @@ pub fn all() -> Vec<(&'static str, Box<dyn Operation>)> {
     vec![
         ("secret at first open", Box::new(FirstOpen::default())),
         ("blob commit", Box::new(BlobCommit::default())),
+        (
+            "new session, first checkpoint",
+            Box::new(NewSession::default()),
+        ),
         (
             "upload chunk + checkpoint",
             Box::new(UploadChunk::default()),
@@ -81,6 +85,59 @@ impl Operation for BlobCommit {
         check_fixture(store, fx, Changes::default())?;
         let expected = returned.then_some(&self.bytes[..]);
         check_blob(store, &Digest::sha256(&self.bytes), expected)
+    }
+}
+
+/// A session started (POST, left unsynced) and checkpointed for the first time: from that
+/// checkpoint on the session must survive, with its bytes; before it, it may be unknown.
+#[derive(Default)]
+struct NewSession {
+    fx: Option<Fixture>,
+    bytes: Vec<u8>,
+    id: Option<UploadId>,
+}
+
+impl NewSession {
+    const CHECKPOINTED: usize = 2000;
+}
+
+impl Operation for NewSession {
+    fn setup(&mut self, store: &Store) {
+        self.fx = Some(Fixture::build(store));
+        self.bytes = payload(50, 3000);
+    }
+
+    fn run(&mut self, store: &Store) {
+        let mut upload = store.create_upload(&repo()).unwrap();
+        self.id = Some(upload.id().clone());
+        upload.append(&self.bytes[..Self::CHECKPOINTED]).unwrap();
+        upload.checkpoint().unwrap();
+    }
+
+    fn check(&self, store: &Store, returned: bool) -> Result<(), String> {
+        check_fixture(store, self.fx.as_ref().unwrap(), Changes::default())?;
+        let id = self.id.as_ref().ok_or("the run recorded no session")?;
+        let offset = match store.upload_status(&repo(), id) {
+            Ok(status) => status.offset as usize,
+            Err(StoreError::BlobUploadUnknown(_)) if !returned => return Ok(()),
+            Err(e) => return Err(format!("new session's status: {e}")),
+        };
+        if returned && offset < Self::CHECKPOINTED {
+            return Err(format!(
+                "new session at {offset} after its checkpoint returned"
+            ));
+        }
+        let mut upload = store
+            .resume_upload(&repo(), id)
+            .map_err(|e| format!("resume new session: {e}"))?;
+        upload
+            .append(&self.bytes[offset..])
+            .map_err(|e| format!("append: {e}"))?;
+        let digest = Digest::sha256(&self.bytes);
+        upload
+            .commit(&digest, Some(self.bytes.len() as u64))
+            .map_err(|e| format!("commit new session resumed at {offset}: {e}"))?;
+        check_blob(store, &digest, Some(&self.bytes))
     }
 }
 

@@ -72,6 +72,10 @@ pub const DEFAULT_UPLOAD_IDLE: Duration = Duration::from_secs(24 * 3600);
 /// several instances sharing a storage do not all collect at once).
 pub const LAST_RUN_PATH: &str = "/layerstore/gc/last-run";
 
+/// Whether the machine is busy serving, asked between a paced run's steps
+/// ([`GcOptions::busy`]).
+pub type BusySignal = Arc<dyn Fn() -> bool + Send + Sync>;
+
 /// How a collection runs.
 #[derive(Clone)]
 pub struct GcOptions {
@@ -96,6 +100,9 @@ pub struct GcOptions {
     /// The fraction of the time the run works; between steps it sleeps the rest (1.0: it
     /// never sleeps). A background collection sets less, to leave the cores to requests.
     pub work_fraction: f64,
+    /// When set, the run is paced (`work_fraction`) only while this says the machine is busy,
+    /// and works flat out otherwise: `serve` passes "a request arrived since the last look".
+    pub busy: Option<BusySignal>,
     /// Told about each step (progress bars, tests).
     pub observer: Option<Arc<dyn GcObserver>>,
     /// Set to ask the run to stop: it ends at its next step (never between a claim and its
@@ -115,6 +122,7 @@ impl Default for GcOptions {
             parallelism: 4,
             delete_parallelism: 32,
             work_fraction: 1.0,
+            busy: None,
             observer: None,
             stop: None,
         }
@@ -132,6 +140,7 @@ impl std::fmt::Debug for GcOptions {
             .field("parallelism", &self.parallelism)
             .field("delete_parallelism", &self.delete_parallelism)
             .field("work_fraction", &self.work_fraction)
+            .field("busy", &self.busy.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -238,7 +247,7 @@ impl Store {
             claimer,
             pool,
             deleters,
-            pacer: pace::Pacer::new(options.work_fraction),
+            pacer: pace::Pacer::new(options.work_fraction, options.busy.clone()),
         };
         run.tell(GcEvent::Started);
         let mut report = GcReport {
