@@ -36,6 +36,17 @@ pub(super) mod parked;
 /// would cost more than it saves.
 const PARALLEL_MIN: usize = 1 << 20;
 
+/// Writing and hashing a batch in parallel pays only with cores to spare. On two, the other
+/// core is busy with the socket (and often the client): `perf` showed the hand-off (rayon
+/// waking a worker, idle workers spinning in `sched_yield`) at 5-10% of the server's CPU, and
+/// one after the other measured 1.07x (monolithic) and 1.12x (16 MiB chunks) faster on tmpfs
+/// with 17% less CPU per GiB on chunks, the same on disk (`docs/benchmarks.md`).
+fn parallel_pays() -> bool {
+    static MORE_THAN_TWO_CORES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *MORE_THAN_TWO_CORES
+        .get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 2))
+}
+
 /// The state of an upload session, read without opening it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadStatus {
@@ -261,7 +272,8 @@ impl Upload {
     }
 
     /// Appends `pieces` in order, as one batch: the writes (one after the other) and the hashing
-    /// run on two threads when the batch holds at least `PARALLEL_MIN` bytes. Receivers
+    /// run on two threads when the batch holds at least `PARALLEL_MIN` bytes and the machine
+    /// has more than two cores. Receivers
     /// gather the small frames of a request body into such batches, so writing the page cache
     /// and hashing overlap without copying the frames together.
     pub fn append_pieces<B: AsRef<[u8]> + Sync>(&mut self, pieces: &[B]) -> Result<(), StoreError> {
@@ -286,7 +298,7 @@ impl Upload {
         };
         let mut write = || pieces.iter().try_for_each(|p| writer.write_all(p.as_ref()));
         let total: usize = pieces.iter().map(|p| p.as_ref().len()).sum();
-        let written = if total >= PARALLEL_MIN {
+        let written = if total >= PARALLEL_MIN && parallel_pays() {
             rayon::join(write, hash).0
         } else {
             write().map(|()| hash())
