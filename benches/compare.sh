@@ -10,7 +10,8 @@
 # Environment: CARGO_TARGET_DIR (default: target), ROUNDS (default 1: runs per server,
 # alternating; the table reports the median of each figure), NO_DOCS=1 to only print,
 # COMPARE_DIR (default /tmp: where both storage roots go, e.g. /dev/shm for tmpfs), DD_MIB
-# (default 1024: size of the storage ceiling measurement, match it to --blob-size).
+# (default 1024: size of the storage ceiling measurement, match it to --blob-size), SETTLE
+# (default 0: seconds to wait after the sync before each run; 61 on ext4 without a journal).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -97,6 +98,11 @@ for round in $(seq "$rounds"); do
         # Start from no dirty pages: distribution never fsyncs, so the previous run's bytes
         # would otherwise be written back during this one (outside the timing).
         sync
+        # On ext4 without a journal (this machine's disk) each new inode is found by scanning
+        # past every inode deleted in the last 60 s (360 s while its table block is dirty), so
+        # a run right after one that deleted thousands of files (small pushes, upload
+        # sessions) pays for them: up to 3x the CPU per GiB. SETTLE=61 lets that window pass.
+        sleep "${SETTLE:-0}"
         # The server's open file descriptors, sampled every 0.2 s while the bench runs.
         (while sleep 0.2; do ls /proc/"$pid"/fd 2>/dev/null | wc -l; done) >"$work/$server-$round.fds" &
         sampler=$!
@@ -109,7 +115,7 @@ for round in $(seq "$rounds"); do
 done
 
 section=$(python3 - "$work" "$rounds" "${bench_args[*]:-}" "$storage" <<'PY'
-import json, statistics, sys, platform, subprocess
+import json, os, statistics, sys, platform, subprocess
 work, rounds, args, storage = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 if storage != "filesystem":
     args = f"--storage {storage} {args}".strip()
@@ -175,7 +181,7 @@ def cmd(c):
 cpu = cmd("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
 print(f"""Machine: {cpu}, {cmd('nproc')} cores, {platform.system()} {platform.release()}, load average at start {cmd("cut -d' ' -f1-3 /proc/loadavg")}.
 Versions: {cmd('rustc --version')}; layerstore {cmd('git describe --always --dirty')}; {cmd('docker-registry --version')}.
-Command: `benches/compare.sh {args}` (ROUNDS={rounds}: each server ran {rounds} time(s), alternating; medians).
+Command: `benches/compare.sh {args}` (ROUNDS={rounds}: each server ran {rounds} time(s), alternating; medians; SETTLE={os.environ.get("SETTLE", "0")}).
 
 Server peak open file descriptors over the run: layerstore {peak_fds("layerstore")}, distribution {peak_fds("distribution")}.
 

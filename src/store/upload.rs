@@ -31,6 +31,7 @@ pub use deferred::PendingCheckpoint;
 
 mod deferred;
 pub(super) mod parked;
+mod restore;
 
 /// Below this many bytes, writing and hashing run one after the other: a thread hand-off
 /// would cost more than it saves.
@@ -557,76 +558,6 @@ impl Upload {
     fn save_hash_state(&self, state: &ResumableSha256) -> Result<(), StoreError> {
         self.session().save_state(state, Prune::Others)?;
         deferred::saved(&self.gate, state.len());
-        Ok(())
-    }
-
-    /// Brings `hasher` to the size of `data` (see [`Store::resume_upload`]).
-    fn restore(&mut self) -> Result<(), StoreError> {
-        let data = self.data_path()?;
-        let OpenedData { writer, offsets } = self.session().open_data()?;
-        let Some(writer) = writer else {
-            return self.restore_published();
-        };
-        let mut size = writer.size();
-        if size > 0 {
-            let offsets = match offsets {
-                Some(offsets) => offsets,
-                None => self.session().saved_offsets()?,
-            };
-            let best = self.session().best_state_among(&offsets, size)?;
-            self.hasher = best.unwrap_or_default();
-        }
-        if self.hasher.len() == size {
-            // The usual case: a state covers every byte, and the writer is ready to go on.
-            self.writer = Some(writer);
-            return Ok(());
-        }
-        drop(writer);
-        if self.hasher.len() < size && self.driver.written_before_boot(&data)? {
-            // The bytes past the state may be zeros a power cut left (Session::trusted_size).
-            self.driver.truncate(&data, self.hasher.len())?;
-            return Ok(());
-        }
-        if self.hasher.len() < size {
-            self.driver.finish_appends(&data)?;
-            // An object store may have counted parts that a crash cut short and that finishing
-            // leaves out (no state covers them): the bytes there now are the file.
-            size = match self.driver.append_size(&data) {
-                Ok(size) => size,
-                Err(StorageError::NotFound(_)) => 0,
-                Err(e) => return Err(e.into()),
-            };
-            if self.hasher.len() > size {
-                self.hasher = self.session().best_state(size)?.unwrap_or_default();
-            }
-        }
-        let from = self.hasher.len();
-        let hasher = &mut self.hasher;
-        hash_range(&*self.driver, &data, from, size, &mut |b| hasher.update(b))?;
-        Ok(())
-    }
-
-    /// `data` is missing. If a commit moved it into the blob store and crashed before deleting
-    /// the session ([`Session::published_state`]), copy the blob back so the session is whole
-    /// again. Otherwise no byte was received.
-    fn restore_published(&mut self) -> Result<(), StoreError> {
-        let Some(state) = self.session().published_state()? else {
-            return Ok(());
-        };
-        let digest = state.digest();
-        let blob = PathSpec::BlobData { digest: &digest }.to_path()?;
-        let mut writer = self.driver.writer(&self.data_path()?, false)?;
-        let mut failed = None;
-        hash_range(&*self.driver, &blob, 0, state.len(), &mut |b| {
-            if failed.is_none() {
-                failed = writer.write_all(b).err();
-            }
-        })?;
-        if let Some(e) = failed {
-            return Err(StorageError::io("write", &self.data_path()?, e).into());
-        }
-        writer.commit()?;
-        self.hasher = state;
         Ok(())
     }
 }
