@@ -105,36 +105,17 @@ fn a_grace_too_short_for_live_writers_is_refused() {
     let out = layerstore(&["gc", "--root", root, "--touch-after", "0s", "--offline"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 1s"));
-    let out = layerstore(&[
-        "serve",
-        "--root",
-        root,
-        "--listen",
-        "127.0.0.1:0",
-        "--gc-interval",
-        "1h",
-        "--gc-grace",
-        "1m",
-    ]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--gc-touch-after"));
+    // serve, collecting hourly with one more flag: refused with a usage error naming `expect`.
+    let refused = |flag: &str, value: &str, expect: &str| {
+        let serve = ["serve", "--root", root, "--listen", "127.0.0.1:0"];
+        let out = layerstore(&[&serve[..], &["--gc-interval", "1h", flag, value]].concat());
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        let message = String::from_utf8_lossy(&out.stderr);
+        assert!(message.contains(expect), "{flag} {value}: {message}");
+    };
+    refused("--gc-grace", "1m", "--gc-touch-after");
     for fraction in ["0", "1.5", "NaN"] {
-        let out = layerstore(&[
-            "serve",
-            "--root",
-            root,
-            "--listen",
-            "127.0.0.1:0",
-            "--gc-interval",
-            "1h",
-            "--gc-work-fraction",
-            fraction,
-        ]);
-        assert_eq!(out.status.code(), Some(2), "{fraction}");
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains("is not in (0, 1]"),
-            "{fraction}: {out:?}"
-        );
+        refused("--gc-work-fraction", fraction, "is not in (0, 1]");
     }
 }
 

@@ -196,8 +196,19 @@ pub fn finish_session(store: &Store, fx: &Fixture, acknowledged: usize) -> Resul
     if offset < acknowledged || offset > fx.session_bytes.len() {
         return Err(format!("session at {offset}, {acknowledged} acknowledged"));
     }
+    finish_upload(store, &fx.session, &fx.session_bytes, offset)
+}
+
+/// Resumes the session `id` (its status said `offset`), sends the rest of `bytes`, commits,
+/// and reads the blob back.
+pub fn finish_upload(
+    store: &Store,
+    id: &UploadId,
+    bytes: &[u8],
+    offset: usize,
+) -> Result<(), String> {
     let mut upload = store
-        .resume_upload(&repo(), &fx.session)
+        .resume_upload(&repo(), id)
         .map_err(|e| format!("resume: {e}"))?;
     if upload.offset() as usize != offset {
         return Err(format!(
@@ -206,13 +217,13 @@ pub fn finish_session(store: &Store, fx: &Fixture, acknowledged: usize) -> Resul
         ));
     }
     upload
-        .append(&fx.session_bytes[offset..])
+        .append(&bytes[offset..])
         .map_err(|e| format!("append: {e}"))?;
-    let digest = Digest::sha256(&fx.session_bytes);
+    let digest = Digest::sha256(bytes);
     upload
-        .commit(&digest, Some(fx.session_bytes.len() as u64))
+        .commit(&digest, Some(bytes.len() as u64))
         .map_err(|e| format!("commit after resume at {offset}: {e}"))?;
-    check_blob(store, &digest, Some(&fx.session_bytes))
+    check_blob(store, &digest, Some(bytes))
 }
 
 /// No upload session is left in the repository.

@@ -127,17 +127,7 @@ impl Operation for NewSession {
                 "new session at {offset} after its checkpoint returned"
             ));
         }
-        let mut upload = store
-            .resume_upload(&repo(), id)
-            .map_err(|e| format!("resume new session: {e}"))?;
-        upload
-            .append(&self.bytes[offset..])
-            .map_err(|e| format!("append: {e}"))?;
-        let digest = Digest::sha256(&self.bytes);
-        upload
-            .commit(&digest, Some(self.bytes.len() as u64))
-            .map_err(|e| format!("commit new session resumed at {offset}: {e}"))?;
-        check_blob(store, &digest, Some(&self.bytes))
+        finish_upload(store, id, &self.bytes, offset).map_err(|e| format!("new session: {e}"))
     }
 }
 
