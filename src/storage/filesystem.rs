@@ -113,6 +113,25 @@ impl FilesystemDriver {
         Ok(dir)
     }
 
+    /// Writes `content` to a new file in `temp_dir` and renames it onto `path`'s file (through
+    /// a temporary file beside it when `temp_dir` is on another device).
+    fn write_via_temp(
+        &self,
+        temp_dir: &Path,
+        path: &DriverPath,
+        content: &[u8],
+        sync: Durability,
+    ) -> io::Result<()> {
+        let (vfs, target) = (&*self.vfs, self.local(path));
+        match write_and_rename(vfs, &temp_dir.join(temp_name()), &target, content, sync) {
+            Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
+                let beside = target.with_file_name(temp_name());
+                write_and_rename(vfs, &beside, &target, content, sync)
+            }
+            other => other,
+        }
+    }
+
     /// fsyncs the directory `dir`; one that is gone already has nothing to make durable.
     fn sync_dir(&self, dir: &DriverPath) -> Result<(), StorageError> {
         match self.vfs.sync_dir(&self.local(dir)) {
@@ -188,13 +207,28 @@ impl FilesystemDriver {
     }
 }
 
-/// Writes `content` to the new file `temp`, fsyncs it and renames it to `target`; removes
-/// `temp` if anything fails.
-fn write_and_rename(vfs: &dyn Vfs, temp: &Path, target: &Path, content: &[u8]) -> io::Result<()> {
+/// Whether [`write_and_rename`] fsyncs the file before the rename.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    Synced,
+    Unsynced,
+}
+
+/// Writes `content` to the new file `temp`, fsyncs it (unless `Durability::Unsynced`) and renames it
+/// to `target`; removes `temp` if anything fails.
+fn write_and_rename(
+    vfs: &dyn Vfs,
+    temp: &Path,
+    target: &Path,
+    content: &[u8],
+    sync: Durability,
+) -> io::Result<()> {
     let write = || -> io::Result<()> {
         let mut file = vfs.open_write(temp, OpenMode::CreateNew)?;
         file.write_all(content)?;
-        file.sync_all()?;
+        if sync == Durability::Synced {
+            file.sync_all()?;
+        }
         vfs.rename(temp, target)
     };
     write().inspect_err(|_| {
@@ -254,16 +288,9 @@ impl StorageDriver for FilesystemDriver {
     }
 
     fn put_content(&self, path: &DriverPath, content: &[u8]) -> Result<(), StorageError> {
-        let target = self.local(path);
         let temp_dir = self.temp_dir()?;
         self.with_parent(path, "put", || {
-            let vfs = &*self.vfs;
-            match write_and_rename(vfs, &temp_dir.join(temp_name()), &target, content) {
-                Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
-                    write_and_rename(vfs, &target.with_file_name(temp_name()), &target, content)
-                }
-                other => other,
-            }
+            self.write_via_temp(&temp_dir, path, content, Durability::Synced)
         })?;
         self.sync_parent(path)
     }
@@ -279,16 +306,9 @@ impl StorageDriver for FilesystemDriver {
             }
             _ => {}
         }
-        let temp = self.temp_dir()?.join(temp_name());
-        let write = || -> io::Result<()> {
-            let mut file = self.vfs.open_write(&temp, OpenMode::CreateNew)?;
-            file.write_all(content)?;
-            self.vfs.rename(&temp, &self.local(path))
-        };
-        write().map_err(|e| {
-            let _ = self.vfs.remove_file(&temp);
-            StorageError::io("put", path, e)
-        })
+        let temp_dir = self.temp_dir()?;
+        self.write_via_temp(&temp_dir, path, content, Durability::Unsynced)
+            .map_err(|e| StorageError::io("put", path, e))
     }
 
     fn sync_new(&self, path: &DriverPath) -> Result<(), StorageError> {

@@ -114,7 +114,7 @@ impl StorageDriver for MeteredDriver {
     }
 
     fn sync_new(&self, path: &DriverPath) -> Result<(), StorageError> {
-        self.timed("sync", || self.inner.sync_new(path))
+        self.timed("sync_new", || self.inner.sync_new(path))
     }
 
     fn reader(&self, path: &DriverPath, offset: u64) -> Result<Box<dyn Read + Send>, StorageError> {
