@@ -11,7 +11,10 @@
 # alternating; the table reports the median of each figure), NO_DOCS=1 to only print,
 # COMPARE_DIR (default /tmp: where both storage roots go, e.g. /dev/shm for tmpfs), DD_MIB
 # (default 1024: size of the storage ceiling measurement, match it to --blob-size), SETTLE
-# (default 0: seconds to wait after the sync before each run; 61 on ext4 without a journal).
+# (default 0: seconds to wait after the sync before each run; 61 on ext4 without a journal),
+# ORDER (alternate, the default, or blocks: all of layerstore's rounds, then BLOCK_SETTLE
+# seconds (default 361), then all of distribution's, so that on ext4 without a journal each
+# server pays only for its own deletions, as it would alone on its disk).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -91,27 +94,42 @@ dr_pid=$!; pids+=("$dr_pid")
 
 wait_port "$ls_port"; wait_port "$dr_port"
 
-for round in $(seq "$rounds"); do
-    for server in layerstore distribution; do
-        if [ $server = layerstore ]; then port=$ls_port pid=$ls_pid; else port=$dr_port pid=$dr_pid; fi
-        echo "round $round: $server" >&2
-        # Start from no dirty pages: distribution never fsyncs, so the previous run's bytes
-        # would otherwise be written back during this one (outside the timing).
-        sync
-        # On ext4 without a journal (this machine's disk) each new inode is found by scanning
-        # past every inode deleted in the last 60 s (360 s while its table block is dirty), so
-        # a run right after one that deleted thousands of files (small pushes, upload
-        # sessions) pays for them: up to 3x the CPU per GiB. SETTLE=61 lets that window pass.
-        sleep "${SETTLE:-0}"
-        # The server's open file descriptors, sampled every 0.2 s while the bench runs.
-        (while sleep 0.2; do ls /proc/"$pid"/fd 2>/dev/null | wc -l; done) >"$work/$server-$round.fds" &
-        sampler=$!
-        # A failed verification still writes its JSON; keep going and report it.
-        "$ls_bin" bench --url "http://127.0.0.1:$port" --server-pid "$pid" --json "${bench_args[@]}" \
-            >"$work/$server-$round.json" || echo "$server round $round: FAILED verification" >&2
-        kill "$sampler" 2>/dev/null || true
-        wait "$sampler" 2>/dev/null || true
-    done
+# The runs in order, as "round:server".
+runs=()
+case ${ORDER:-alternate} in
+alternate) for round in $(seq "$rounds"); do runs+=("$round:layerstore" "$round:distribution"); done ;;
+blocks) for server in layerstore distribution; do
+        for round in $(seq "$rounds"); do runs+=("$round:$server"); done
+    done ;;
+*) echo "ORDER: alternate or blocks" >&2; exit 2 ;;
+esac
+previous=
+for run in "${runs[@]}"; do
+    round=${run%%:*} server=${run#*:}
+    if [ $server = layerstore ]; then port=$ls_port pid=$ls_pid; else port=$dr_port pid=$dr_pid; fi
+    # A server's first run in blocks order waits out the other's deletions (60 s, or
+    # 360 s while an inode table block is dirty).
+    if [ "${ORDER:-}" = blocks ] && [ -n "$previous" ] && [ "$previous" != "$server" ]; then
+        sync; sleep "${BLOCK_SETTLE:-361}"
+    fi
+    previous=$server
+    echo "round $round: $server" >&2
+    # Start from no dirty pages: distribution never fsyncs, so the previous run's bytes
+    # would otherwise be written back during this one (outside the timing).
+    sync
+    # On ext4 without a journal (this machine's disk) each new inode is found by scanning
+    # past every inode deleted in the last 60 s (360 s while its table block is dirty), so
+    # a run right after one that deleted thousands of files (small pushes, upload
+    # sessions) pays for them: up to 3x the CPU per GiB. SETTLE=61 lets that window pass.
+    sleep "${SETTLE:-0}"
+    # The server's open file descriptors, sampled every 0.2 s while the bench runs.
+    (while sleep 0.2; do ls /proc/"$pid"/fd 2>/dev/null | wc -l; done) >"$work/$server-$round.fds" &
+    sampler=$!
+    # A failed verification still writes its JSON; keep going and report it.
+    "$ls_bin" bench --url "http://127.0.0.1:$port" --server-pid "$pid" --json "${bench_args[@]}" \
+        >"$work/$server-$round.json" || echo "$server round $round: FAILED verification" >&2
+    kill "$sampler" 2>/dev/null || true
+    wait "$sampler" 2>/dev/null || true
 done
 
 section=$(python3 - "$work" "$rounds" "${bench_args[*]:-}" "$storage" <<'PY'
@@ -181,7 +199,7 @@ def cmd(c):
 cpu = cmd("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
 print(f"""Machine: {cpu}, {cmd('nproc')} cores, {platform.system()} {platform.release()}, load average at start {cmd("cut -d' ' -f1-3 /proc/loadavg")}.
 Versions: {cmd('rustc --version')}; layerstore {cmd('git describe --always --dirty')}; {cmd('docker-registry --version')}.
-Command: `benches/compare.sh {args}` (ROUNDS={rounds}: each server ran {rounds} time(s), alternating; medians; SETTLE={os.environ.get("SETTLE", "0")}).
+Command: `benches/compare.sh {args}` (ROUNDS={rounds}: each server ran {rounds} time(s), ORDER={os.environ.get("ORDER", "alternate")}; medians; SETTLE={os.environ.get("SETTLE", "0")}).
 
 Server peak open file descriptors over the run: layerstore {peak_fds("layerstore")}, distribution {peak_fds("distribution")}.
 

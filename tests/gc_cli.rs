@@ -171,6 +171,16 @@ fn serve_collects_in_the_background_and_counts_it() {
     let ops = log_field(&line, "metrics_listen").unwrap().parse().unwrap();
     let finished = server.wait_for_log(|l| l.contains("garbage collection finished"));
     assert!(finished.contains("deleted 4 blobs"), "{finished}");
+    // Each batch is logged as it goes, before the summary.
+    let log = server.log_lines().join("\n");
+    assert!(
+        log.contains("garbage collection deleted a batch blobs=0 manifests=1"),
+        "{log}"
+    );
+    assert!(
+        log.contains("garbage collection deleted a batch blobs=4 manifests=0"),
+        "{log}"
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     let metrics = loop {
         let text = String::from_utf8(request(ops, "GET", "/metrics", &[], b"").body).unwrap();
@@ -272,6 +282,24 @@ fn a_collection_stopped_by_sigterm_removes_its_claim() {
     panic!("no collection was stopped mid-run in three tries");
 }
 
+/// `layerstore gc --offline --grace 0s` on `root` (stderr piped), returned once its claim file
+/// is there or it has ended.
+fn gc_until_it_claims(root: &std::path::Path) -> std::process::Child {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_layerstore"))
+        .args(["gc", "--root", root.to_str().unwrap()])
+        .args(["--offline", "--grace", "0s"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while claim_files(root).is_empty() && child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "no claim file appeared");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child
+}
+
 /// SIGTERM to `layerstore gc` in the middle of its run: it stops at its next step, removes its
 /// claim (servers would otherwise wait a lease for it) and exits 130; a rerun finishes the job.
 /// Up to three tries, in case a run finishes before the signal lands.
@@ -280,17 +308,7 @@ fn gc_stopped_by_a_signal_removes_its_claim() {
     for attempt in 1..=3 {
         let dir = root_with_orphans(1500);
         let root = dir.path().to_str().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_layerstore"))
-            .args(["gc", "--root", root, "--offline", "--grace", "0s"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while claim_files(dir.path()).is_empty() && child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "no claim file appeared");
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        let child = gc_until_it_claims(dir.path());
         let pid = child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         let out = child.wait_with_output().unwrap();
@@ -309,4 +327,35 @@ fn gc_stopped_by_a_signal_removes_its_claim() {
         eprintln!("attempt {attempt}: the run finished before the signal");
     }
     panic!("no run was stopped mid-way in three tries");
+}
+
+/// A SIGKILLed `layerstore gc` leaves its claim file, which names its process. A server started
+/// on the same machine sees that process is gone: it collects at its first interval instead of
+/// skipping for the dead claim's 30 s lease, and that run deletes the dead claim.
+#[test]
+#[cfg(target_os = "linux")]
+fn a_claim_left_by_a_killed_process_does_not_hold_up_a_restarted_server() {
+    let dir = root_with_orphans(1500);
+    let mut child = gc_until_it_claims(dir.path());
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "gc ended before its claim was seen"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let left = claim_files(dir.path());
+    assert_eq!(left.len(), 1, "the killed run's claim: {left:?}");
+    let claim = dir.path().join("layerstore/gc/claims").join(&left[0]);
+    let header = std::fs::read_to_string(claim).unwrap();
+    let header = header.lines().next().unwrap().to_owned();
+    assert!(header.contains(&format!(":{}:", child.id())), "{header}");
+
+    let server = ServerProcess::start_with_args(dir.path(), &FAST_GC);
+    let first = server.wait_for_log(|l| l.contains("garbage collection s"));
+    assert!(first.contains("garbage collection started"), "{first}");
+    server.wait_for_log(|l| l.contains("garbage collection finished"));
+    assert!(
+        !claim_files(dir.path()).contains(&left[0]),
+        "the dead claim stayed"
+    );
 }

@@ -14,8 +14,10 @@
 //!
 //! A second test does the same, smaller, on S3 (a real Garage cluster; skipped when Garage is
 //! missing outside CI): three kills in a chain on one bucket, the reference being a dry run's
-//! report. A third (ignored until the collector is fixed) stops a run in a window too short
-//! for random kills: between an untagged referrer's revision and its referrers entry.
+//! report. A key whose delete a kill cut short can stay in Garage's listings while HEAD and
+//! GET find nothing: counted as deleted, and logged (see `ghosts`). A third (ignored until the
+//! collector is fixed) stops a run in a window too short for random kills: between an
+//! untagged referrer's revision and its referrers entry.
 
 mod common;
 mod gc_crash_support;
@@ -344,6 +346,42 @@ fn a_sigkill_anywhere_in_a_filesystem_gc_leaves_a_consistent_store_and_a_rerun_f
     }
 }
 
+/// Planned objects Garage still lists that no read finds. A delete that a SIGKILL cut short
+/// can reach one replica of the object table and not the others; Garage then lists the key
+/// while HEAD and GET answer 404 (seen after four more runs over 17 s, 2026-12-06). Every
+/// reader, distribution's too, finds the object gone; a later delete of the key through a
+/// listing (as `delete` of a directory does) clears it. Waits up to 10 s for them to clear,
+/// to say in the log whether Garage repairs them by itself.
+fn ghosts(store: &Store, plan: &BTreeSet<String>, finished: &BTreeSet<String>) -> BTreeSet<String> {
+    let found = |path: &String| {
+        let path = layerstore::storage::DriverPath::parse(path).unwrap();
+        !matches!(
+            store.driver().stat(&path),
+            Err(layerstore::storage::StorageError::NotFound(_))
+        )
+    };
+    let ghosts: BTreeSet<String> = plan
+        .difference(finished)
+        .filter(|p| !found(p))
+        .cloned()
+        .collect();
+    if ghosts.is_empty() {
+        return ghosts;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let listed = |files: &Listing| ghosts.iter().filter(|g| files.contains_key(*g)).count();
+    let mut left = listed(&listing(store));
+    while left > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        left = listed(&listing(store));
+    }
+    eprintln!(
+        "{} planned objects listed but not found by HEAD: {ghosts:?}; after 10 s {left} still listed",
+        ghosts.len()
+    );
+    ghosts
+}
+
 #[test]
 fn a_sigkill_anywhere_in_an_s3_gc_leaves_a_consistent_bucket_and_a_rerun_finishes() {
     let _serial = serial();
@@ -413,6 +451,7 @@ fn a_sigkill_anywhere_in_an_s3_gc_leaves_a_consistent_bucket_and_a_rerun_finishe
     kills.push(victim.kill(&When::Reached(&uploads, delay)));
     collect_to_end(&storage, &extra, &env);
     let mut finished = deleted(&base_files, &listing(&store()));
+    finished.extend(ghosts(&store(), &plan, &finished));
     if finished != plan && finished.is_subset(&plan) {
         // Garage's listings can miss objects for a moment (`listings_may_lag`), so a rerun
         // may not see some garbage; the next one must. Deleting more is never allowed.
@@ -422,6 +461,7 @@ fn a_sigkill_anywhere_in_an_s3_gc_leaves_a_consistent_bucket_and_a_rerun_finishe
         );
         collect_to_end(&storage, &extra, &env);
         finished = deleted(&base_files, &listing(&store()));
+        finished.extend(ghosts(&store(), &plan, &finished));
     }
     fsck_clean(&storage, &env, "after the rerun");
     check_live(&store(), &fixture).unwrap();

@@ -74,45 +74,64 @@ fn slowloris_and_idle_connections_are_dropped_and_others_still_served() {
     }
 }
 
+/// A PATCH streams its body to the writer; a PUT of a small body gathers it for the commit
+/// (`handlers::uploads::receive`). Either way, a body that stalls is refused and what arrived
+/// is kept.
 #[test]
 fn a_stalled_body_fails_the_request_and_keeps_what_arrived() {
     let dir = tempfile::tempdir().unwrap();
     let server = strict_server(dir.path());
-    let reply = server.request("POST", "/v2/r/blobs/uploads/", &[], b"");
-    let location = reply.location();
-    let mut stream = TcpStream::connect(server.addr).unwrap();
-    let head = format!(
-        "PATCH {location} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\nContent-Type: application/octet-stream\r\n\r\n"
-    );
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(&content(1000, 1)).unwrap();
-    assert!(
-        closed_within(&mut stream, Duration::from_secs(5)),
-        "stalled body not timed out"
-    );
-    // The 1000 bytes that arrived are kept and the upload can go on.
-    let reply = server.request("GET", &location, &[], b"");
-    assert_eq!(reply.status, 204);
-    assert_eq!(reply.header("range"), Some("0-999"));
+    for method in ["PATCH", "PUT"] {
+        let reply = server.request("POST", "/v2/r/blobs/uploads/", &[], b"");
+        let location = reply.location();
+        let target = match method {
+            "PUT" => format!("{location}&digest=sha256:{}", "0".repeat(64)),
+            _ => location.clone(),
+        };
+        let mut stream = TcpStream::connect(server.addr).unwrap();
+        let head = format!(
+            "{method} {target} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\nContent-Type: application/octet-stream\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(&content(1000, 1)).unwrap();
+        assert!(
+            closed_within(&mut stream, Duration::from_secs(5)),
+            "{method}: stalled body not timed out"
+        );
+        // The 1000 bytes that arrived are kept and the upload can go on.
+        let reply = server.request("GET", &location, &[], b"");
+        assert_eq!(reply.status, 204, "{method}");
+        assert_eq!(reply.header("range"), Some("0-999"), "{method}");
+    }
 }
 
 #[test]
 fn oversized_headers_and_bogus_lengths_are_refused() {
     let server = TestServer::start();
-    let big = "x".repeat(200 * 1024);
-    let mut stream = TcpStream::connect(server.addr).unwrap();
-    let _ = stream
-        .write_all(format!("GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n").as_bytes());
-    let mut answer = Vec::new();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let _ = stream.read_to_end(&mut answer);
-    let text = String::from_utf8_lossy(&answer);
-    assert!(
-        text.is_empty() || text.starts_with("HTTP/1.1 431"),
-        "{text}"
-    );
+    let with_header_of = |size: usize| {
+        let big = "x".repeat(size);
+        let mut stream = TcpStream::connect(server.addr).unwrap();
+        let head =
+            format!("GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: {big}\r\n\r\n");
+        let _ = stream.write_all(head.as_bytes());
+        let mut answer = Vec::new();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let _ = stream.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    // Over the 64 KiB head limit but within the read buffer (refused by the server's check),
+    // and over the read buffer (refused by hyper).
+    for size in [200 << 10, 2 << 20] {
+        let text = with_header_of(size);
+        assert!(
+            text.is_empty() || text.starts_with("HTTP/1.1 431"),
+            "{size}: {text}"
+        );
+    }
+    let text = with_header_of(60 << 10);
+    assert!(text.starts_with("HTTP/1.1 200"), "60 KiB head: {text}");
 
     for length in ["abc", "-1", "1, 2"] {
         let mut stream = TcpStream::connect(server.addr).unwrap();

@@ -139,9 +139,13 @@ fn long(label: &str, gc: GcFlags) -> Settings {
 struct Collections {
     started: usize,
     finished: usize,
+    skipped: usize,
     failed: Vec<String>,
+    /// Deleted by every run, finished or killed.
     deleted_blobs: u64,
     deleted_manifests: u64,
+    /// The longest finished run, in seconds.
+    longest: f64,
 }
 
 impl Collections {
@@ -149,9 +153,12 @@ impl Collections {
         let runs = GcRuns::from_log(&server.log_lines());
         self.started += runs.started;
         self.finished += runs.finished;
+        self.skipped += runs.skipped;
+        self.longest = self.longest.max(runs.longest);
         self.failed.extend(runs.failed);
-        self.deleted_blobs += runs.deleted_blobs;
-        self.deleted_manifests += runs.deleted_manifests;
+        // Counted per batch, so that runs a kill cut short count too.
+        self.deleted_blobs += runs.batches_deleted_blobs;
+        self.deleted_manifests += runs.batches_deleted_manifests;
     }
 }
 

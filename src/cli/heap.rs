@@ -8,8 +8,8 @@
 //!   crosses all the time: hyper's frames are allocated on the runtime's threads and freed on
 //!   the writer thread, so every new buffer was faulted in and zeroed again (10% of the
 //!   server's CPU in `perf` during a 1 GiB push: 58,000-99,000 page faults per push, now
-//!   6-431). Fixed thresholds of 4 MiB keep an upload's working set (16 frames of 64 KiB plus
-//!   a 1 MiB batch) for reuse.
+//!   6-431). Fixed thresholds of 4 MiB keep an upload's working set (at most three batches of
+//!   1 MiB of frames) for reuse.
 //! - **Holding on.** glibc only ever gives back the top of an arena, so after a burst of
 //!   concurrent uploads the free memory scattered inside the arenas stays resident: 140-180 MiB
 //!   after the 64-client load test with 256 MiB blobs, against 1 MiB before it. A background

@@ -10,8 +10,8 @@ use serde::Deserialize;
 
 use layerstore::metrics::{GcOutcome, Metrics};
 use layerstore::storage::DriverPath;
-use layerstore::store::gc::claims::{CLAIMS_DIR, CLAIM_LEASE};
-use layerstore::store::gc::LAST_RUN_PATH;
+use layerstore::store::gc::claims::{self, CLAIM_LEASE};
+use layerstore::store::gc::{GcEvent, GcObserver, LAST_RUN_PATH};
 use layerstore::store::{GcOptions, Store, StoreError, DEFAULT_TOUCH_AFTER, GRACE_PER_TOUCH};
 
 use super::purge::parse_duration;
@@ -147,6 +147,7 @@ pub fn start_background(
     let interval = settings.interval?;
     settings.options.stop = Some(Arc::clone(&stop));
     settings.options.busy = Some(busy_signal(Arc::clone(&metrics)));
+    settings.options.observer = Some(Arc::new(LogDeletions));
     if let Some(warning) = short_grace_warning(settings.options.grace) {
         tracing::warn!("{warning}");
     }
@@ -163,6 +164,18 @@ pub fn start_background(
             |e| tracing::error!(error = %e, "could not start the garbage collection thread"),
         )
         .ok()
+}
+
+/// Logs each batch a background run deletes, as it goes: a long run's progress, and what a
+/// run killed before its summary did.
+struct LogDeletions;
+
+impl GcObserver for LogDeletions {
+    fn event(&self, event: GcEvent<'_>) {
+        if let GcEvent::Deleted { blobs, manifests } = event {
+            tracing::info!(blobs, manifests, "garbage collection deleted a batch");
+        }
+    }
 }
 
 /// "Busy" when a request was answered or an upload body started since the last look, or an
@@ -254,7 +267,8 @@ fn run_once(store: &Store, options: &GcOptions, interval: Duration, metrics: &Me
 }
 
 /// Why not to collect now: a run finished within half the interval (by the storage's time of
-/// its summary), or a claim file younger than a lease says one is running.
+/// its summary), or a claim file younger than a lease, whose process is not known to be dead,
+/// says one is running.
 fn busy_elsewhere(store: &Store, interval: Duration) -> Option<&'static str> {
     let driver = store.driver();
     let now = SystemTime::now();
@@ -268,15 +282,7 @@ fn busy_elsewhere(store: &Store, interval: Duration) -> Option<&'static str> {
     if age(&last_run).is_some_and(|age| age < interval / 2) {
         return Some("another run finished less than half an interval ago");
     }
-    let claims = DriverPath::parse(CLAIMS_DIR).ok()?;
-    let running = driver
-        .list(&claims)
-        .unwrap_or_default()
-        .iter()
-        .any(|claim| {
-            age(claim).is_some_and(|age| age < layerstore::store::gc::claims::CLAIM_LEASE)
-        });
-    running.then_some("another run is in progress")
+    claims::a_run_is_alive(&**driver, now).then_some("another run is in progress")
 }
 
 /// The interval give or take a tenth, so instances started together drift apart.

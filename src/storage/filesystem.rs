@@ -17,6 +17,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use super::fs_writer::FsFileWriter;
+use super::spares::SparePool;
 use super::vfs::{OpenMode, RealFs, Vfs};
 use super::{DriverPath, FileInfo, FileWriter, StorageDriver, StorageError, MAX_CONTENT_LEN};
 
@@ -43,6 +44,8 @@ pub struct FilesystemDriver {
     vfs: Arc<dyn Vfs>,
     /// When the machine started: files last changed before may have lost unsynced bytes.
     booted_at: SystemTime,
+    /// Finished session directories, reused for new ones ([`super::spares`]).
+    spares: Arc<SparePool>,
 }
 
 impl FilesystemDriver {
@@ -58,6 +61,7 @@ impl FilesystemDriver {
             root: root.into(),
             vfs,
             booted_at: boot_time(),
+            spares: Arc::default(),
         }
     }
 
@@ -148,8 +152,11 @@ impl FilesystemDriver {
         let trash = self.temp_dir()?.join(temp_name());
         match self.vfs.rename(local, &trash) {
             Ok(()) => {
-                // What a failure leaves here is swept with the temporary files.
-                let _ = self.vfs.remove_dir_all(&trash);
+                // A directory of one file is kept to become a new session's directory; what a
+                // failed removal leaves here is swept with the temporary files.
+                if !self.spares.retire(&trash) {
+                    let _ = self.vfs.remove_dir_all(&trash);
+                }
                 Ok(())
             }
             Err(e) if e.kind() == io::ErrorKind::CrossesDevices => self
@@ -300,7 +307,14 @@ impl StorageDriver for FilesystemDriver {
         if let Some(above) = parent.parent() {
             self.create_dirs(&above)?;
         }
-        match self.vfs.create_dir(&self.local(&parent)) {
+        let dir = self.local(&parent);
+        if self
+            .spares
+            .reuse(&*self.vfs, &dir, path.name().as_ref(), content)
+        {
+            return Ok(());
+        }
+        match self.vfs.create_dir(&dir) {
             Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
                 return Err(StorageError::io("mkdir", &parent, e))
             }

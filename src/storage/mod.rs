@@ -38,6 +38,7 @@ mod path;
 pub mod paths;
 pub mod s3;
 pub mod secret;
+pub(crate) mod spares;
 pub mod vfs;
 #[doc(hidden)]
 pub mod vfs_crash;

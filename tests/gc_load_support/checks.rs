@@ -65,6 +65,9 @@ pub struct GcRuns {
     pub skipped: usize,
     pub deleted_blobs: u64,
     pub deleted_manifests: u64,
+    /// What the per-batch lines say was deleted: finished runs' deletions and killed ones'.
+    pub batches_deleted_blobs: u64,
+    pub batches_deleted_manifests: u64,
     pub kept_touched: u64,
     pub longest: f64,
 }
@@ -77,6 +80,9 @@ impl GcRuns {
                 runs.started += 1;
             } else if line.contains("garbage collection skipped") {
                 runs.skipped += 1;
+            } else if line.contains("garbage collection deleted a batch") {
+                runs.batches_deleted_blobs += field(line, "blobs=");
+                runs.batches_deleted_manifests += field(line, "manifests=");
             } else if line.contains("garbage collection failed") {
                 runs.failed.push(line.clone());
             } else if line.contains("garbage collection finished") {
@@ -96,6 +102,15 @@ impl GcRuns {
         }
         runs
     }
+}
+
+/// The number after `name` (`blobs=`) in a log line's fields.
+fn field(line: &str, name: &str) -> u64 {
+    let Some((_, after)) = line.split_once(name) else {
+        return 0;
+    };
+    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().unwrap_or(0)
 }
 
 /// The number written just before the last `marker` of the summary's "deleted …" part.

@@ -6,4 +6,5 @@ pub mod blobs;
 mod common;
 pub mod listing;
 pub mod manifests;
+mod upload_body;
 pub mod uploads;

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
 
+use super::owner::Owner;
 use crate::storage::{missing_is_ok, DriverPath, StorageDriver, StorageError};
 use crate::store::StoreError;
 
@@ -33,15 +34,21 @@ pub const CLAIM_LEASE: Duration = Duration::from_secs(30);
 /// How often a waiting writer reads the claim files again.
 const POLL: Duration = Duration::from_millis(20);
 
-/// The first line of a claim file: a magic word, the run and the write's sequence number.
-/// The paths follow, one per line. Plain lines rather than JSON: writers read claim files on
+/// The first line of a claim file: a magic word, the run, the write's sequence number and,
+/// where the machine says, the process that wrote it ([`Owner`]). The paths follow, one per
+/// line. Plain lines rather than JSON: writers read claim files on
 /// every push while a collection runs, and a header they have seen before spares them parsing
 /// the thousand paths again ([`CLAIM_SETS`]).
 const MAGIC: &str = "layerstore-claim-v1";
 
 /// Renders a claim file.
 fn render(run: &str, seq: u64, paths: &[String]) -> Vec<u8> {
-    let mut text = format!("{MAGIC} {run} {seq}\n");
+    let mut text = format!("{MAGIC} {run} {seq}");
+    if let Some(owner) = Owner::this_process() {
+        text.push(' ');
+        text.push_str(&owner.field());
+    }
+    text.push('\n');
     for path in paths {
         text.push_str(path);
         text.push('\n');
@@ -54,6 +61,15 @@ fn render(run: &str, seq: u64, paths: &[String]) -> Vec<u8> {
 struct ClaimSet {
     header: String,
     paths: HashSet<String>,
+    owner: Option<Owner>,
+}
+
+impl ClaimSet {
+    /// True when this process can be sure the claim's writer is gone: it deletes nothing
+    /// more, so its claim protects nothing.
+    fn owner_is_dead(&self) -> bool {
+        self.owner.as_ref().is_some_and(Owner::is_known_dead)
+    }
 }
 
 /// Parses a claim file, reusing the set already parsed for the same header (the same run and
@@ -71,6 +87,7 @@ fn claim_set(file: &DriverPath, content: &[u8]) -> Option<Arc<ClaimSet>> {
     let set = Arc::new(ClaimSet {
         header: header.to_owned(),
         paths: body.lines().map(str::to_owned).collect(),
+        owner: header.split(' ').find_map(Owner::parse_field),
     });
     cache.lock().insert(file.clone(), Arc::clone(&set));
     Some(set)
@@ -149,19 +166,67 @@ pub(crate) fn remove_stale(driver: &dyn StorageDriver, now: SystemTime) -> Resul
     };
     let mut removed = 0;
     for file in files {
-        let stale = match driver.stat(&file) {
-            Ok(info) => now
-                .duration_since(info.modified)
-                .is_ok_and(|age| age > 2 * CLAIM_LEASE),
-            Err(StorageError::NotFound(_)) => false,
-            Err(e) => return Err(e.into()),
-        };
-        if stale {
+        if is_stale(driver, &file, now)? {
             missing_is_ok(driver.delete(&file))?;
             removed += 1;
         }
     }
     Ok(removed)
+}
+
+/// A claim file last written more than two leases before `now`, or by a process known dead.
+fn is_stale(
+    driver: &dyn StorageDriver,
+    file: &DriverPath,
+    now: SystemTime,
+) -> Result<bool, StoreError> {
+    let written = match driver.stat(file) {
+        Ok(info) => info.modified,
+        Err(StorageError::NotFound(_)) => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    if now
+        .duration_since(written)
+        .is_ok_and(|age| age > 2 * CLAIM_LEASE)
+    {
+        return Ok(true);
+    }
+    Ok(read_claim(driver, file)?.is_some_and(|set| set.owner_is_dead()))
+}
+
+/// The claims of the claim file `file`; `None` when it is gone or is no claim file.
+fn read_claim(
+    driver: &dyn StorageDriver,
+    file: &DriverPath,
+) -> Result<Option<Arc<ClaimSet>>, StoreError> {
+    match driver.get_content(file) {
+        Ok(content) => Ok(claim_set(file, &content)),
+        Err(StorageError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// True when some claim file says a collection is running: written less than a lease before
+/// `now` (by the storage's time of the file) by a process not known to be dead. Read errors
+/// count as no run: this only decides whether to start one, and a run's own claims keep it
+/// safe.
+pub fn a_run_is_alive(driver: &dyn StorageDriver, now: SystemTime) -> bool {
+    let Ok(dir) = DriverPath::parse(CLAIMS_DIR) else {
+        return false;
+    };
+    let files = driver.list(&dir).unwrap_or_default();
+    files.iter().any(|file| {
+        let young = driver
+            .stat(file)
+            .ok()
+            .and_then(|info| now.duration_since(info.modified).ok())
+            .is_some_and(|age| age < CLAIM_LEASE);
+        young
+            && read_claim(driver, file)
+                .ok()
+                .flatten()
+                .is_some_and(|set| !set.owner_is_dead())
+    })
 }
 
 /// How long ago the storage last wrote the claim `file`, by the storage's clock (zero when it
@@ -236,16 +301,16 @@ pub(crate) fn wait_unclaimed(
         };
         let mut blocked = None;
         for file in files {
-            let content = match driver.get_content(&file) {
-                Ok(content) => content,
-                Err(StorageError::NotFound(_)) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            let Some(set) = claim_set(&file, &content) else {
+            let Some(set) = read_claim(driver, &file)? else {
                 continue;
             };
             let names_one = paths.iter().any(|p| set.paths.contains(p.as_str()));
             if !names_one || dead.lock().get(&file) == Some(&set.header) {
+                continue;
+            }
+            if set.owner_is_dead() {
+                // Its process is gone on this machine: no lease to wait out.
+                dead.lock().insert(file.clone(), set.header.clone());
                 continue;
             }
             // Unchanged since when: at first sight, since the storage last wrote the file.
@@ -325,6 +390,47 @@ mod tests {
             waited >= Duration::from_millis(500) && waited < Duration::from_secs(10),
             "waited {waited:?} for the last second of a lease"
         );
+    }
+
+    /// A young claim on [`claimed_path`] whose writer is a process that no longer exists.
+    #[cfg(target_os = "linux")]
+    fn claim_of_a_dead_process(dir: &std::path::Path) -> FilesystemDriver {
+        let driver = FilesystemDriver::new(dir);
+        let owner = Owner::gone().unwrap().field();
+        let content = format!("{MAGIC} dead-run 3 {owner}\n{}\n", claimed_path().as_str());
+        let file = DriverPath::parse(CLAIMS_DIR)
+            .unwrap()
+            .join("dead-run")
+            .unwrap();
+        driver.put_content(&file, content.as_bytes()).unwrap();
+        driver
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_young_claim_of_a_dead_process_is_not_waited_for_nor_counted_as_a_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let driver = claim_of_a_dead_process(dir.path());
+        let started = Instant::now();
+        assert!(!wait_unclaimed(&driver, &[claimed_path()]).unwrap());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "waited for a dead process"
+        );
+        assert!(!a_run_is_alive(&driver, SystemTime::now()));
+        assert_eq!(remove_stale(&driver, SystemTime::now()).unwrap(), 1);
+    }
+
+    #[test]
+    fn a_young_claim_of_a_live_process_counts_as_a_run_and_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let driver = FilesystemDriver::new(dir.path());
+        let (mut claimer, _) = Claimer::start(&driver, "live-run").unwrap();
+        claimer.claim(&[claimed_path()]).unwrap();
+        assert!(a_run_is_alive(&driver, SystemTime::now()));
+        assert_eq!(remove_stale(&driver, SystemTime::now()).unwrap(), 0);
+        claimer.finish().unwrap();
+        assert!(!a_run_is_alive(&driver, SystemTime::now()));
     }
 
     #[test]

@@ -49,6 +49,7 @@
 mod candidates;
 pub mod claims;
 mod mark;
+mod owner;
 mod pace;
 mod report;
 mod sweep;
@@ -169,6 +170,14 @@ pub enum GcEvent<'a> {
     Deleting {
         /// The files about to go.
         paths: &'a [DriverPath],
+    },
+    /// Files deleted just now (a sub-batch's deletions are over): `blobs` blobs or `manifests`
+    /// untagged manifests, with the links that named them. A run killed later keeps these.
+    Deleted {
+        /// Blobs whose bytes went.
+        blobs: usize,
+        /// Manifests whose revisions went.
+        manifests: usize,
     },
     /// Blob candidates swept so far (`done` of `total`).
     Swept {

@@ -43,6 +43,12 @@ pub(super) fn delete_manifests(
             let doomed = decide(run, &claimed, report, old, &pending)?;
             let doomed = doomed.into_iter().copied().collect();
             let (deleted, left) = delete_while_fresh(run, doomed, delete_dead_manifests)?;
+            if !deleted.is_empty() {
+                run.tell(GcEvent::Deleted {
+                    blobs: 0,
+                    manifests: deleted.len(),
+                });
+            }
             report
                 .manifests
                 .extend(deleted.into_iter().map(deleted_manifest));
@@ -135,6 +141,12 @@ pub(super) fn delete_blobs(
                 Ok(run.store.driver.delete_files(&data)?)
             };
             let (deleted, left) = delete_while_fresh(run, doomed, delete)?;
+            if !deleted.is_empty() {
+                run.tell(GcEvent::Deleted {
+                    blobs: deleted.len(),
+                    manifests: 0,
+                });
+            }
             for candidate in deleted {
                 report.links.extend(links_of(candidate));
                 record_blob(report, candidate);
