@@ -254,15 +254,16 @@ fn check(outcome: &Outcome, ledgers: &[Ledger], seconds: u64, flags: GcFlags) {
     }
 }
 
-/// Many collections finished (at least one per 20 s: under this load on two cores a run takes
-/// up to ~35 s), every one started finished (but one still running), none failed, and they
+/// Many collections finished (at least one per 30 s: under this load on two cores a run takes
+/// up to ~35 s, and one that deletes ten thousand blobs took 92 s in a CI run where six
+/// finished in 150 s), every one started finished (but one still running), none failed, and they
 /// did delete: manifests or blobs. A blob outlives the manifest that last named it by at least
 /// one run (it must be unreferenced when a run marks), and on S3 under a loaded box three runs
 /// may be all that fit in the load (seen in CI: 5 manifests deleted, the blobs they freed left
 /// to the collection after the load, which deleted 71).
 fn check_collections(runs: &GcRuns, seconds: u64) {
     assert!(runs.failed.is_empty(), "failed: {:?}", runs.failed);
-    let expected = (seconds / 20).max(2);
+    let expected = (seconds / 30).max(2);
     assert!(
         runs.finished as u64 >= expected,
         "only {} collections finished in {seconds} s (expected {expected})",
