@@ -4,6 +4,8 @@
 # Prints one line per scenario and run: binary, scenario, MB/s, operations/s, server CPU s/GiB.
 #
 # Usage: benches/ab_versions.sh OLD_BIN NEW_BIN DIR ROUNDS SCENARIOS [more `bench` options]
+# Environment: SETTLE (default 0): seconds to wait after the sync before each run (61 on ext4
+# without a journal, where a run pays for the inodes the one before it freed).
 # e.g.   benches/ab_versions.sh /tmp/ls-old target/release/layerstore /tmp 3 push-chunked --chunk-size 1M --blob-size 256M
 set -euo pipefail
 old=$1 new=$2 dir=$3 rounds=$4 only=$5
@@ -18,6 +20,7 @@ for round in $(seq "$rounds"); do
         pid=$!
         for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
         sync
+        sleep "${SETTLE:-0}"
         "$new" bench --url "http://127.0.0.1:$port" --only "$only" --server-pid "$pid" --json "$@" |
             python3 -c '
 import json, sys

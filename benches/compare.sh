@@ -14,7 +14,8 @@
 # (default 0: seconds to wait after the sync before each run; 61 on ext4 without a journal),
 # ORDER (alternate, the default, or blocks: all of layerstore's rounds, then BLOCK_SETTLE
 # seconds (default 361), then all of distribution's, so that on ext4 without a journal each
-# server pays only for its own deletions, as it would alone on its disk).
+# server pays only for its own deletions, as it would alone on its disk), WARM_MIB (default 0:
+# MiB of memory to touch and free before each run, see below).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -122,6 +123,15 @@ for run in "${runs[@]}"; do
     # a run right after one that deleted thousands of files (small pushes, upload
     # sessions) pays for them: up to 3x the CPU per GiB. SETTLE=61 lets that window pass.
     sleep "${SETTLE:-0}"
+    # On a VM that hands freed memory back to its host (virtio free page reporting), the first
+    # touch of such a page costs a fault in the host: `dd` into tmpfs runs at 0.5 GB/s on them
+    # and 3.5 GB/s on warm ones, and every page-cache or tmpfs page a push fills pays it.
+    # WARM_MIB touches that much memory and frees it just before the run, so the run takes
+    # warm pages (on a guest whose page_reporting min_free_ms outlasts the run).
+    if [ "${WARM_MIB:-0}" -gt 0 ]; then
+        dd if=/dev/zero of=/dev/shm/layerstore-compare-warm bs=1M count="$WARM_MIB" 2>/dev/null
+        rm -f /dev/shm/layerstore-compare-warm
+    fi
     # The server's open file descriptors, sampled every 0.2 s while the bench runs.
     (while sleep 0.2; do ls /proc/"$pid"/fd 2>/dev/null | wc -l; done) >"$work/$server-$round.fds" &
     sampler=$!
