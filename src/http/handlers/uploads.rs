@@ -394,12 +394,13 @@ async fn commit(
     digest: Digest,
 ) -> Result<Response<Body>, ApiError> {
     let claimed = digest.clone();
-    let size = upload.offset() + rest.iter().map(|b| b.len() as u64).sum::<u64>();
-    blocking(move || {
+    let size = blocking(move || {
         if !rest.is_empty() {
             upload.append_pieces(&rest)?;
         }
-        upload.commit(&claimed, None)
+        let size = upload.offset();
+        upload.commit(&claimed, None)?;
+        Ok::<_, StoreError>(size)
     })
     .await?;
     Ok(committed(name, &digest, size))
