@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
+use super::fs_detach::metadata_if_any;
 use super::fs_writer::FsFileWriter;
 use super::spares::SparePool;
 use super::vfs::{OpenMode, RealFs, Vfs};
@@ -243,7 +244,7 @@ fn write_and_rename(
     })
 }
 
-fn temp_name() -> String {
+pub(super) fn temp_name() -> String {
     let mut bytes = [0u8; 8];
     // A clash only costs a retry of the caller's write; fall back to the clock if the OS
     // random source is unavailable.
@@ -352,7 +353,11 @@ impl StorageDriver for FilesystemDriver {
     fn writer(&self, path: &DriverPath, append: bool) -> Result<Box<dyn FileWriter>, StorageError> {
         self.create_parent_dirs(path)?;
         let local = self.local(path);
-        let existed = local.exists();
+        let meta = metadata_if_any(&local).map_err(|e| StorageError::io("stat", path, e))?;
+        let existed = meta.is_some();
+        if append {
+            self.detach_if_shared(path, &local, meta.as_ref())?;
+        }
         let mode = if append {
             OpenMode::Append
         } else {
@@ -394,9 +399,12 @@ impl StorageDriver for FilesystemDriver {
     }
 
     fn truncate(&self, path: &DriverPath, len: u64) -> Result<(), StorageError> {
+        let local = self.local(path);
+        let meta = metadata_if_any(&local).map_err(|e| StorageError::io("stat", path, e))?;
+        self.detach_if_shared(path, &local, meta.as_ref())?;
         let file = self
             .vfs
-            .open_write(&self.local(path), OpenMode::Append)
+            .open_write(&local, OpenMode::Append)
             .map_err(|e| StorageError::io("open for write", path, e))?;
         file.set_len(len)
             .and_then(|()| file.sync_data())

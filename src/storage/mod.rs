@@ -30,6 +30,7 @@
 
 mod error;
 pub mod filesystem;
+mod fs_detach;
 mod fs_writer;
 pub mod inmemory;
 pub mod location;

@@ -77,3 +77,52 @@ impl Upload {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fs::{self, File};
+    use std::time::{Duration, SystemTime};
+
+    use crate::digest::Digest;
+    use crate::names::RepositoryName;
+    use crate::store::Store;
+
+    /// A power cut between a commit's two directory fsyncs, on a filesystem without a journal,
+    /// leaves `data` under both names: the blob's and the session's (fsck counts two links).
+    /// The client had no 201 and sends the push again to the same session. Reopening it trims
+    /// the bytes written before the boot that no state vouches for: the blob must keep them.
+    #[test]
+    fn a_push_sent_again_after_a_cut_that_left_data_under_both_names_keeps_the_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = RepositoryName::parse("team/app").unwrap();
+        let body = b"a small layer";
+        let digest = Digest::sha256(body);
+        let store = Store::filesystem(dir.path());
+        let mut upload = store.create_upload(&repo).unwrap();
+        let id = upload.id().clone();
+        upload.append(body).unwrap();
+        upload.commit(&digest, None).unwrap();
+
+        let v2 = dir.path().join("docker/registry/v2");
+        let session = v2.join(format!("repositories/team/app/_uploads/{id}"));
+        let blob = v2.join(format!(
+            "blobs/sha256/{}/{}/data",
+            &digest.hex()[..2],
+            digest.hex()
+        ));
+        fs::create_dir_all(&session).unwrap();
+        fs::write(session.join("startedat"), "2026-12-07T00:00:00Z").unwrap();
+        fs::hard_link(&blob, session.join("data")).unwrap();
+        let before_boot = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let file = File::options().append(true).open(&blob).unwrap();
+        file.set_modified(before_boot).unwrap();
+
+        let restarted = Store::filesystem(dir.path());
+        let mut again = restarted.resume_upload(&repo, &id).unwrap();
+        assert_eq!(fs::read(&blob).unwrap(), body, "the blob lost bytes");
+        assert_eq!(again.offset(), 0, "bytes no state vouches for were trusted");
+        again.append(body).unwrap();
+        assert_eq!(again.commit(&digest, None).unwrap().size, body.len() as u64);
+        assert_eq!(fs::read(&blob).unwrap(), body);
+    }
+}
