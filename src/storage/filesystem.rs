@@ -355,9 +355,7 @@ impl StorageDriver for FilesystemDriver {
         let local = self.local(path);
         let meta = metadata_if_any(&local).map_err(|e| StorageError::io("stat", path, e))?;
         let existed = meta.is_some();
-        if append {
-            self.detach_if_shared(path, &local, meta.as_ref())?;
-        }
+        self.detach_if_shared(path, &local, meta.as_ref())?;
         let mode = if append {
             OpenMode::Append
         } else {

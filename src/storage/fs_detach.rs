@@ -1,5 +1,5 @@
 //! Never writing through another name: a file with more than one name gets a copy of its own
-//! before the filesystem driver appends to it or truncates it.
+//! before the filesystem driver opens a writer on it or truncates it.
 //!
 //! A commit renames an upload's `data` into the blob store, then fsyncs the blob's directory
 //! and the session's. On a filesystem without a journal (ext2, ext4 with `^has_journal`), the
