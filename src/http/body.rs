@@ -157,17 +157,21 @@ fn mapped_windows(body: BlobBody, range: ByteRange) -> Body {
 
 /// Streams a blocking reader: a blocking task reads `STREAM_CHUNK`-byte pieces into a channel
 /// of two, so at most a few chunks are in memory at once.
+///
+/// Each piece is filled before it is sent: a reader may return far less than asked per call
+/// (an object store's body arrives in pieces of a few KiB), and a frame and a fresh buffer per
+/// such piece cost more than the bytes do.
 pub fn stream_reader(mut reader: Box<dyn Read + Send>) -> Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Frame<Bytes>>>(2);
     tokio::task::spawn_blocking(move || loop {
-        let mut buf = vec![0u8; STREAM_CHUNK];
-        let item = match reader.read(&mut buf) {
+        let mut buf = Vec::with_capacity(STREAM_CHUNK);
+        let item = match reader
+            .by_ref()
+            .take(STREAM_CHUNK as u64)
+            .read_to_end(&mut buf)
+        {
             Ok(0) => return,
-            Ok(n) => {
-                buf.truncate(n);
-                Ok(Frame::data(Bytes::from(buf)))
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Ok(_) => Ok(Frame::data(Bytes::from(buf))),
             Err(e) => Err(e),
         };
         let failed = item.is_err();
@@ -189,5 +193,33 @@ impl futures_core::Stream for ChannelStream {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
         self.0.poll_recv(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that hands out at most 4 KiB per call, as an object store's body does.
+    struct Trickle(io::Cursor<Vec<u8>>);
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(4096);
+            self.0.read(&mut buf[..n])
+        }
+    }
+
+    #[tokio::test]
+    async fn a_trickling_reader_is_streamed_in_whole_pieces() {
+        let bytes: Vec<u8> = (0..STREAM_CHUNK * 2 + 1000).map(|i| i as u8).collect();
+        let mut body = stream_reader(Box::new(Trickle(io::Cursor::new(bytes.clone()))));
+        let mut frames = Vec::new();
+        while let Some(frame) = body.frame().await {
+            frames.push(frame.unwrap().into_data().unwrap());
+        }
+        let sizes: Vec<usize> = frames.iter().map(Bytes::len).collect();
+        assert_eq!(sizes, vec![STREAM_CHUNK, STREAM_CHUNK, 1000]);
+        assert_eq!(frames.concat(), bytes);
     }
 }
