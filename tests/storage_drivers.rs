@@ -61,6 +61,36 @@ fn readers_at_offsets(d: &dyn StorageDriver) {
     ));
 }
 
+fn range_readers(d: &dyn StorageDriver) {
+    d.put_content(&p("/f"), b"0123456789").unwrap();
+    let range = |offset, len| {
+        let mut out = Vec::new();
+        d.reader_range(&p("/f"), offset, len)
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    };
+    assert_eq!(range(0, 4), b"0123");
+    assert_eq!(range(3, 1), b"3");
+    assert_eq!(range(7, 3), b"789");
+    assert_eq!(
+        range(7, 100),
+        b"789",
+        "a range past the end stops at the end"
+    );
+    assert_eq!(range(4, 0), b"");
+    assert_eq!(range(10, 5), b"");
+    assert!(matches!(
+        d.reader_range(&p("/f"), 11, 1),
+        Err(StorageError::InvalidOffset { offset: 11, .. })
+    ));
+    assert!(matches!(
+        d.reader_range(&p("/nope"), 0, 1),
+        Err(StorageError::NotFound(_))
+    ));
+}
+
 fn writers_append_and_resume(d: &dyn StorageDriver) {
     let path = p("/up/data");
     let mut w = d.writer(&path, true).unwrap();
@@ -317,6 +347,11 @@ macro_rules! driver_suite {
                 super::readers_at_offsets(&*d);
             }
             #[test]
+            fn range_readers() {
+                let (_keep, d) = $make;
+                super::range_readers(&*d);
+            }
+            #[test]
             fn writers_append_and_resume() {
                 let (_keep, d) = $make;
                 super::writers_append_and_resume(&*d);
@@ -476,6 +511,7 @@ fn s3_driver_suite() {
     };
     content_round_trip(&*driver("content"));
     readers_at_offsets(&*driver("readers"));
+    range_readers(&*driver("ranges"));
     writers_append_and_resume(&*driver("writers"));
     unfinished_files_resume(&*driver("unfinished"));
     stat_and_list(&*driver("stat"));

@@ -121,6 +121,15 @@ impl StorageDriver for MeteredDriver {
         self.timed("reader", || self.inner.reader(path, offset))
     }
 
+    fn reader_range(
+        &self,
+        path: &DriverPath,
+        offset: u64,
+        len: u64,
+    ) -> Result<Box<dyn Read + Send>, StorageError> {
+        self.timed("reader", || self.inner.reader_range(path, offset, len))
+    }
+
     fn writer(&self, path: &DriverPath, append: bool) -> Result<Box<dyn FileWriter>, StorageError> {
         self.timed("writer", || self.inner.writer(path, append))
             .map(|inner| self.wrap_writer(inner))

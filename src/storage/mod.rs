@@ -173,6 +173,19 @@ pub trait StorageDriver: Send + Sync + std::fmt::Debug {
     /// [`StorageError::InvalidOffset`]; exactly at the end gives an empty stream.
     fn reader(&self, path: &DriverPath, offset: u64) -> Result<Box<dyn Read + Send>, StorageError>;
 
+    /// A stream of `len` bytes of the file from `offset` (fewer if the file ends first). An
+    /// object store asks for just those bytes (a ranged `GetObject`), so a 4 KiB range of a
+    /// large blob neither starts the rest of the object's transfer nor costs the connection
+    /// that an unfinished body would. By default, [`reader`](Self::reader) cut at `len`.
+    fn reader_range(
+        &self,
+        path: &DriverPath,
+        offset: u64,
+        len: u64,
+    ) -> Result<Box<dyn Read + Send>, StorageError> {
+        Ok(Box::new(self.reader(path, offset)?.take(len)))
+    }
+
     /// A writer to `path`: with `append` it continues an existing file (or starts an empty
     /// one), without it the file is truncated first.
     fn writer(&self, path: &DriverPath, append: bool) -> Result<Box<dyn FileWriter>, StorageError>;

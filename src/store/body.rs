@@ -164,9 +164,7 @@ impl BlobBody {
                 }
                 .take(len),
             ),
-            BlobBody::Stream { driver, path, .. } => {
-                Box::new(driver.reader(path, start)?.take(len))
-            }
+            BlobBody::Stream { driver, path, .. } => driver.reader_range(path, start, len)?,
         })
     }
 

@@ -85,6 +85,22 @@ impl S3Driver {
     /// be read or copied; returns whether there was one. Parts that a crash cut short are left
     /// out ([`multipart::complete_longest`]), so the file may end up shorter than its listed
     /// size (or, with no usable part, be the object at the key, if any).
+    /// [`reader::open`], after completing an unfinished multipart upload at `path` if there
+    /// is no object yet.
+    fn open_reader(
+        &self,
+        path: &DriverPath,
+        offset: u64,
+        len: Option<u64>,
+    ) -> Result<Box<dyn Read + Send>, StorageError> {
+        match reader::open(&self.client, path, offset, len) {
+            Err(StorageError::NotFound(_)) if self.complete_unfinished(path)? => {
+                reader::open(&self.client, path, offset, len)
+            }
+            other => other,
+        }
+    }
+
     fn complete_unfinished(&self, path: &DriverPath) -> Result<bool, StorageError> {
         let key = self.client.key(path);
         let object = object_size(&self.client, path)?;
@@ -244,12 +260,16 @@ impl StorageDriver for S3Driver {
     }
 
     fn reader(&self, path: &DriverPath, offset: u64) -> Result<Box<dyn Read + Send>, StorageError> {
-        match reader::open(&self.client, path, offset) {
-            Err(StorageError::NotFound(_)) if self.complete_unfinished(path)? => {
-                reader::open(&self.client, path, offset)
-            }
-            other => other,
-        }
+        self.open_reader(path, offset, None)
+    }
+
+    fn reader_range(
+        &self,
+        path: &DriverPath,
+        offset: u64,
+        len: u64,
+    ) -> Result<Box<dyn Read + Send>, StorageError> {
+        self.open_reader(path, offset, Some(len))
     }
 
     fn writer(&self, path: &DriverPath, append: bool) -> Result<Box<dyn FileWriter>, StorageError> {

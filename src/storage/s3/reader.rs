@@ -11,34 +11,32 @@ use crate::storage::{DriverPath, StorageError};
 /// Body chunks buffered between the S3 connection and the reader.
 const BUFFERED_CHUNKS: usize = 8;
 
-/// A reader of the object at `path` from `offset`. An offset exactly at the end gives an empty
-/// stream; past it is [`StorageError::InvalidOffset`].
+/// A reader of the object at `path` from `offset`: to its end, or `len` bytes of it (fewer if
+/// it ends first), asked for as that range. An offset exactly at the end gives an empty stream;
+/// past it is [`StorageError::InvalidOffset`].
 pub(crate) fn open(
     client: &S3Client,
     path: &DriverPath,
     offset: u64,
+    len: Option<u64>,
 ) -> Result<Box<dyn Read + Send>, StorageError> {
+    let range = match len {
+        Some(0) => return empty_range(client, path, offset, true),
+        Some(len) => Some(format!("bytes={offset}-{}", offset + len - 1)),
+        None => (offset > 0).then(|| format!("bytes={offset}-")),
+    };
     let request = client
         .sdk
         .get_object()
         .bucket(&client.bucket)
         .key(client.key(path))
-        .set_range((offset > 0).then(|| format!("bytes={offset}-")));
+        .set_range(range);
     let output = match client
         .run(async move { request.customize().config_override(quick()).send().await })
     {
         Ok(output) => output,
         Err(e) if super::client::http_status(&e) == Some(416) => {
-            let size =
-                object_size(client, path)?.ok_or_else(|| StorageError::NotFound(path.clone()))?;
-            if offset == size {
-                return Ok(Box::new(io::empty()));
-            }
-            return Err(StorageError::InvalidOffset {
-                path: path.clone(),
-                offset,
-                size,
-            });
+            return empty_range(client, path, offset, false);
         }
         Err(e) => return Err(storage_error("GetObject", path, e)),
     };
@@ -56,6 +54,25 @@ pub(crate) fn open(
         rx,
         current: Bytes::new(),
     }))
+}
+
+/// A range S3 does not serve: an empty stream if it starts at the object's end (or anywhere in
+/// it, when `empty_request`: zero bytes were asked for), else [`StorageError::InvalidOffset`].
+fn empty_range(
+    client: &S3Client,
+    path: &DriverPath,
+    offset: u64,
+    empty_request: bool,
+) -> Result<Box<dyn Read + Send>, StorageError> {
+    let size = object_size(client, path)?.ok_or_else(|| StorageError::NotFound(path.clone()))?;
+    if offset == size || (empty_request && offset < size) {
+        return Ok(Box::new(io::empty()));
+    }
+    Err(StorageError::InvalidOffset {
+        path: path.clone(),
+        offset,
+        size,
+    })
 }
 
 /// The blocking end of the channel.
