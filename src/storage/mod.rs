@@ -11,6 +11,7 @@
 //! | `get_content` | read the file | `GetObject` |
 //! | `put_content` | temp file, fsync, rename, fsync dir (atomic) | `PutObject` (atomic by nature) |
 //! | `reader(path, offset)` | open + seek | `GetObject` with `Range: bytes=offset-` |
+//! | `reader_range(path, offset, len)` | open + seek, cut at `len` | `GetObject` with `Range: bytes=offset-(offset+len-1)` |
 //! | `writer(path, append)` | open for append | multipart upload; append finds it (`ListMultipartUploads`, `ListParts`) |
 //! | `FileWriter::sync` | `fsync` | upload the buffered tail as the next part |
 //! | `FileWriter::commit` | `fsync` | `CompleteMultipartUpload` (or one `PutObject`) |
