@@ -87,6 +87,13 @@ mod tests {
         (dir, driver, data)
     }
 
+    /// Dates the file at `path` long before this machine started.
+    fn written_before_boot(path: &Path) {
+        let long_ago = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let file = File::options().append(true).open(path).unwrap();
+        file.set_modified(long_ago).unwrap();
+    }
+
     #[test]
     fn appending_to_a_file_with_two_names_leaves_the_other_name_alone() {
         let (dir, driver, data) = shared_file(b"published");
@@ -103,19 +110,11 @@ mod tests {
     #[test]
     fn truncating_a_file_with_two_names_keeps_its_time_and_the_other_name() {
         let (dir, driver, data) = shared_file(b"published");
-        let long_ago = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        File::options()
-            .append(true)
-            .open(dir.path().join("session/data"))
-            .unwrap()
-            .set_modified(long_ago)
-            .unwrap();
+        written_before_boot(&dir.path().join("session/data"));
         assert!(driver.written_before_boot(&data).unwrap());
         driver.truncate(&data, 3).unwrap();
         assert_eq!(fs::read(dir.path().join("blob")).unwrap(), b"published");
         assert_eq!(driver.get_content(&data).unwrap(), b"pub");
-        // The copy was made before the cut, with the original's time: still "before the boot"
-        // until the truncation itself (which is a write) moves it.
         let leftovers: Vec<_> = fs::read_dir(dir.path().join("session"))
             .unwrap()
             .map(|e| e.unwrap().file_name())
@@ -126,13 +125,7 @@ mod tests {
     #[test]
     fn a_resumed_session_keeps_the_modification_time_that_decides_what_is_trusted() {
         let (dir, driver, data) = shared_file(b"published");
-        let long_ago = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        File::options()
-            .append(true)
-            .open(dir.path().join("session/data"))
-            .unwrap()
-            .set_modified(long_ago)
-            .unwrap();
+        written_before_boot(&dir.path().join("session/data"));
         let writer = driver.open_append(&data).unwrap().unwrap();
         drop(writer);
         let blob = fs::metadata(dir.path().join("blob")).unwrap();
