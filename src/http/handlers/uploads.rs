@@ -166,10 +166,11 @@ async fn monolithic(
     small: bool,
 ) -> Result<Response<Body>, ApiError> {
     let name = upload.repo().clone();
-    // A small body is gathered here and stored by the commit's blocking call.
+    // A small body is gathered here and stored by the commit's blocking call: the upload is in
+    // progress until that call ends, as in `put_small` (`receive` marks a large one itself).
+    let _in_progress = small.then(|| state.metrics.upload_in_progress());
     let (upload, received) = match small {
         true => {
-            let _in_progress = state.metrics.upload_in_progress();
             let (frames, received) = gather(state, &mut body).await;
             (upload, received.map(|()| frames))
         }

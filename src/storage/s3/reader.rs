@@ -22,7 +22,7 @@ pub(crate) fn open(
 ) -> Result<Box<dyn Read + Send>, StorageError> {
     let range = match len {
         Some(0) => return empty_range(client, path, offset, true),
-        Some(len) => Some(format!("bytes={offset}-{}", offset + len - 1)),
+        Some(len) => Some(format!("bytes={offset}-{}", offset.saturating_add(len - 1))),
         None => (offset > 0).then(|| format!("bytes={offset}-")),
     };
     let request = client
