@@ -111,9 +111,9 @@ def worker_loop(root, worker, args, deadline, counts):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("directory")
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--no-sync", action="store_true")
-    mode.add_argument("--group", action="store_true")
+    sync_modes = parser.add_mutually_exclusive_group()
+    sync_modes.add_argument("--no-sync", action="store_true")
+    sync_modes.add_argument("--group", action="store_true")
     parser.add_argument("--size", type=int, default=65536)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10)

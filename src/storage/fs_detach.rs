@@ -51,9 +51,10 @@ impl FilesystemDriver {
         let mut source = File::open(local)?;
         let mut target = self.vfs().open_write(copy, OpenMode::CreateNew)?;
         io::copy(&mut source, &mut target)?;
-        drop(target);
+        // After the last write, which would move the time again; synced with the bytes.
         self.vfs().set_modified(copy, meta.modified()?)?;
-        self.vfs().open_write(copy, OpenMode::Append)?.sync_all()?;
+        target.sync_all()?;
+        drop(target);
         self.vfs().rename(copy, local)
     }
 }

@@ -81,10 +81,6 @@ impl S3Driver {
         self.part_size
     }
 
-    /// Completes the unfinished multipart upload at `path`, if there is one, so its bytes can
-    /// be read or copied; returns whether there was one. Parts that a crash cut short are left
-    /// out ([`multipart::complete_longest`]), so the file may end up shorter than its listed
-    /// size (or, with no usable part, be the object at the key, if any).
     /// [`reader::open`], after completing an unfinished multipart upload at `path` if there
     /// is no object yet.
     fn open_reader(
@@ -101,6 +97,10 @@ impl S3Driver {
         }
     }
 
+    /// Completes the unfinished multipart upload at `path`, if there is one, so its bytes can
+    /// be read or copied; returns whether there was one. Parts that a crash cut short are left
+    /// out ([`multipart::complete_longest`]), so the file may end up shorter than its listed
+    /// size (or, with no usable part, be the object at the key, if any).
     fn complete_unfinished(&self, path: &DriverPath) -> Result<bool, StorageError> {
         let key = self.client.key(path);
         let object = object_size(&self.client, path)?;
