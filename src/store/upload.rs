@@ -364,6 +364,9 @@ impl Upload {
     /// Makes the received bytes durable, then saves the hash state for this offset and prunes
     /// older ones. After it returns, a crash loses nothing received so far.
     pub fn checkpoint(&mut self) -> Result<(), StoreError> {
+        // A deferred checkpoint's fsync may be the one that learns of a write-back error.
+        let gate = Arc::clone(&self.gate);
+        let _running = deferred::hold(&gate);
         self.usable()?;
         self.sync_data()?;
         self.save_state()
@@ -417,9 +420,10 @@ impl Upload {
     /// nothing becomes visible under either digest and the session is kept (checkpointed), so
     /// the client can still cancel it or resume it; the purger removes it if abandoned.
     pub fn commit(mut self, claimed: &Digest, size: Option<u64>) -> Result<BlobInfo, StoreError> {
-        self.usable()?;
-        // From here the commit saves the states: pending checkpoints stand down.
+        // From here the commit saves the states: pending checkpoints stand down. Closing waits
+        // for a running one, whose verdict the check after it sees.
         deferred::close(&self.gate);
+        self.usable()?;
         // 1. data durable and whole (also creates an empty data file for a session that never
         // had one; on an object store, completes its multipart upload).
         self.finish_data()?;

@@ -23,12 +23,19 @@
 //!   lost bytes);
 //! - commit and cancel close the gate, so that no state appears in a session after its end.
 //!
+//! Appends do not wait for a running checkpoint: the next `PATCH` writes and hashes while the
+//! last one's fsync runs (waiting for it put the disk between every two chunks again). What
+//! makes bytes durable in place (a checkpoint in place, a commit) waits for the running one
+//! first and then looks at the verdict, since only one of two fsyncs of the same file learns of
+//! a write-back error.
+//!
 //! Each pending checkpoint also holds the session's claim, so no other handle in this process
 //! opens the session before they are done.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 
 use super::Upload;
 use crate::hash::ResumableSha256;
@@ -40,30 +47,36 @@ use crate::store::{StoreError, UploadClaim};
 /// What the checkpoints of one upload handle agree on.
 #[derive(Debug, Default)]
 pub(super) struct Gate {
+    /// Held while a checkpoint syncs and saves. True once committed or cancelled: pending
+    /// checkpoints must not write into the session.
+    closed: Mutex<bool>,
     /// The highest offset whose state a checkpoint of this handle saved.
-    saved: u64,
+    saved: AtomicU64,
     /// A deferred sync failed: the handle must not be used again.
-    failed: bool,
-    /// Committed or cancelled: pending checkpoints must not write into the session.
-    closed: bool,
+    failed: AtomicBool,
 }
 
-pub(super) type SharedGate = Arc<Mutex<Gate>>;
+pub(super) type SharedGate = Arc<Gate>;
 
 /// Records a state saved in place.
-pub(super) fn saved(gate: &SharedGate, offset: u64) {
-    let mut gate = gate.lock();
-    gate.saved = gate.saved.max(offset);
+pub(super) fn saved(gate: &Gate, offset: u64) {
+    gate.saved.fetch_max(offset, Ordering::AcqRel);
 }
 
-/// True when a deferred sync of this handle failed.
-pub(super) fn failed(gate: &SharedGate) -> bool {
-    gate.lock().failed
+/// True when a deferred sync of this handle failed (as far as the finished ones tell: a
+/// running one is not waited for).
+pub(super) fn failed(gate: &Gate) -> bool {
+    gate.failed.load(Ordering::Acquire)
+}
+
+/// Waits for a running checkpoint and keeps others from starting while the guard lives.
+pub(super) fn hold(gate: &Gate) -> MutexGuard<'_, bool> {
+    gate.closed.lock()
 }
 
 /// Stops every pending checkpoint of the handle from writing; waits for one that is running.
-pub(super) fn close(gate: &SharedGate) {
-    gate.lock().closed = true;
+pub(super) fn close(gate: &Gate) {
+    *gate.closed.lock() = true;
 }
 
 /// A checkpoint of an upload that runs later, on any thread: [`run`](PendingCheckpoint::run).
@@ -96,12 +109,13 @@ impl PendingCheckpoint {
     /// the upload ended meanwhile). An error means the state was not saved; after a failed
     /// sync the upload's handle refuses further work.
     pub fn run(self) -> Result<(), StoreError> {
-        let mut gate = self.gate.lock();
-        if gate.closed || gate.failed || self.state.len() <= gate.saved {
+        let closed = hold(&self.gate);
+        let offset = self.state.len();
+        if *closed || failed(&self.gate) || offset <= self.gate.saved.load(Ordering::Acquire) {
             return Ok(());
         }
         if let Err(e) = self.sync.run() {
-            gate.failed = true;
+            self.gate.failed.store(true, Ordering::Release);
             return Err(e.into());
         }
         let session = Session {
@@ -110,7 +124,7 @@ impl PendingCheckpoint {
             id: &self.id,
         };
         session.save_state(&self.state, Prune::Below)?;
-        gate.saved = self.state.len();
+        saved(&self.gate, offset);
         Ok(())
     }
 }
@@ -245,12 +259,105 @@ mod tests {
 
     impl DeferredSync for FailingSync {
         fn run(self: Box<Self>) -> Result<(), StorageError> {
-            Err(StorageError::Io {
-                op: "fsync",
-                path: crate::storage::DriverPath::root(),
-                source: std::io::Error::other("injected"),
-            })
+            Err(injected())
         }
+    }
+
+    /// A sync that says when it started and then waits for its verdict.
+    struct HeldSync {
+        started: std::sync::mpsc::Sender<()>,
+        verdict: std::sync::mpsc::Receiver<Result<(), StorageError>>,
+    }
+
+    impl DeferredSync for HeldSync {
+        fn run(self: Box<Self>) -> Result<(), StorageError> {
+            self.started.send(()).unwrap();
+            self.verdict.recv().unwrap()
+        }
+    }
+
+    /// A checkpoint running on its own thread, its sync held until `verdict` says.
+    struct Running {
+        verdict: std::sync::mpsc::Sender<Result<(), StorageError>>,
+        thread: std::thread::JoinHandle<Result<(), StoreError>>,
+    }
+
+    /// Runs `checkpoint` on a thread with its sync held; returns once the sync has started.
+    fn run_held(mut checkpoint: PendingCheckpoint) -> Running {
+        let (started, has_started) = std::sync::mpsc::channel();
+        let (verdict, waits) = std::sync::mpsc::channel();
+        checkpoint.sync = Box::new(HeldSync {
+            started,
+            verdict: waits,
+        });
+        let thread = std::thread::spawn(move || checkpoint.run());
+        has_started.recv().unwrap();
+        Running { verdict, thread }
+    }
+
+    fn injected() -> StorageError {
+        StorageError::Io {
+            op: "fsync",
+            path: crate::storage::DriverPath::root(),
+            source: std::io::Error::other("injected"),
+        }
+    }
+
+    #[test]
+    fn appends_go_on_while_a_checkpoint_syncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::filesystem(dir.path());
+        let (mut upload, mut pending) = upload_with(&store, &[b"first "]);
+        let running = run_held(pending.remove(0));
+        let (done, appended) = std::sync::mpsc::channel();
+        let appending = std::thread::spawn(move || {
+            upload.append(b"second").unwrap();
+            done.send(()).unwrap();
+            upload
+        });
+        let waited = appended.recv_timeout(std::time::Duration::from_secs(20));
+        running.verdict.send(Ok(())).unwrap();
+        assert!(waited.is_ok(), "the append waited for the running sync");
+        running.thread.join().unwrap().unwrap();
+        let upload = appending.join().unwrap();
+        assert_eq!(saved_offsets(&store, &upload), vec![6]);
+        assert_eq!(upload.offset(), 12);
+    }
+
+    #[test]
+    fn a_checkpoint_in_place_waits_for_a_running_sync_and_heeds_its_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::filesystem(dir.path());
+        let (mut upload, mut pending) = upload_with(&store, &[b"lost?"]);
+        let running = run_held(pending.remove(0));
+        let in_place = std::thread::spawn(move || {
+            let outcome = upload.checkpoint();
+            (upload, outcome)
+        });
+        // Whether or not the checkpoint has reached the gate yet, it must not pass it before
+        // the running sync's verdict.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        running.verdict.send(Err(injected())).unwrap();
+        assert!(running.thread.join().unwrap().is_err());
+        let (upload, outcome) = in_place.join().unwrap();
+        assert!(matches!(outcome, Err(StoreError::BlobUploadInterrupted(_))));
+        assert!(saved_offsets(&store, &upload).is_empty());
+    }
+
+    #[test]
+    fn a_commit_heeds_the_failure_of_a_sync_that_was_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::filesystem(dir.path());
+        let (upload, mut pending) = upload_with(&store, &[b"lost?"]);
+        let running = run_held(pending.remove(0));
+        let committing = std::thread::spawn(move || upload.commit(&Digest::sha256(b"lost?"), None));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        running.verdict.send(Err(injected())).unwrap();
+        assert!(running.thread.join().unwrap().is_err());
+        let outcome = committing.join().unwrap();
+        assert!(matches!(outcome, Err(StoreError::BlobUploadInterrupted(_))));
+        let unknown = store.stat_global(&Digest::sha256(b"lost?"));
+        assert!(matches!(unknown, Err(StoreError::BlobUnknown(_))));
     }
 
     #[test]
