@@ -312,8 +312,9 @@ enum SmallPut {
     Committed(u64),
     /// The session holds another offset than the request expects.
     Mismatch(u64),
-    /// The body failed; what arrived is appended, the upload is to be checkpointed.
-    Cut(Box<Upload>),
+    /// The body failed with this error; what arrived is appended, the upload is to be
+    /// checkpointed.
+    Cut(Box<Upload>, ApiError),
 }
 
 /// `PUT ?digest=` with a body of at most one batch: the body is gathered first, then one
@@ -332,15 +333,14 @@ async fn put_small(
     let store = state.store.clone();
     let (repo, upload_id, claimed) = (name.clone(), id.clone(), digest.clone());
     let body_error = received.err();
-    let body_failed = body_error.is_some();
     let outcome = blocking(move || -> Result<SmallPut, StoreError> {
         let mut upload = store.resume_upload(&repo, &upload_id)?;
         if !expected.matches(upload.offset()) {
             return Ok(SmallPut::Mismatch(upload.offset()));
         }
         upload.append_pieces(&frames)?;
-        if body_failed {
-            return Ok(SmallPut::Cut(Box::new(upload)));
+        if let Some(error) = body_error {
+            return Ok(SmallPut::Cut(Box::new(upload), error));
         }
         let size = upload.offset();
         upload.commit(&claimed, None)?;
@@ -350,11 +350,9 @@ async fn put_small(
     match outcome {
         SmallPut::Committed(size) => Ok(committed(&name, &digest, size)),
         SmallPut::Mismatch(offset) => Err(range_invalid(state, &name, &id, offset)),
-        SmallPut::Cut(upload) => {
+        SmallPut::Cut(upload, error) => {
             let _ = checkpoint(state, *upload).await;
-            Err(body_error.unwrap_or_else(|| {
-                ApiError::with_message(ErrorCode::BlobUploadInvalid, "request body failed")
-            }))
+            Err(error)
         }
     }
 }

@@ -43,12 +43,7 @@ pub(super) fn delete_manifests(
             let doomed = decide(run, &claimed, report, old, &pending)?;
             let doomed = doomed.into_iter().copied().collect();
             let (deleted, left) = delete_while_fresh(run, doomed, delete_dead_manifests)?;
-            if !deleted.is_empty() {
-                run.tell(GcEvent::Deleted {
-                    blobs: 0,
-                    manifests: deleted.len(),
-                });
-            }
+            tell_deleted(run, 0, deleted.len());
             report
                 .manifests
                 .extend(deleted.into_iter().map(deleted_manifest));
@@ -141,12 +136,7 @@ pub(super) fn delete_blobs(
                 Ok(run.store.driver.delete_files(&data)?)
             };
             let (deleted, left) = delete_while_fresh(run, doomed, delete)?;
-            if !deleted.is_empty() {
-                run.tell(GcEvent::Deleted {
-                    blobs: deleted.len(),
-                    manifests: 0,
-                });
-            }
+            tell_deleted(run, deleted.len(), 0);
             for candidate in deleted {
                 report.links.extend(links_of(candidate));
                 record_blob(report, candidate);
@@ -157,6 +147,13 @@ pub(super) fn delete_blobs(
         run.step()?;
     }
     Ok(())
+}
+
+/// Reports a sub-batch's deletions, if it made any.
+fn tell_deleted(run: &Run<'_>, blobs: usize, manifests: usize) {
+    if blobs + manifests > 0 {
+        run.tell(GcEvent::Deleted { blobs, manifests });
+    }
 }
 
 fn record_blob(report: &mut GcReport, candidate: &Candidate) {
