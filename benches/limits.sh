@@ -19,7 +19,10 @@
 # Logs go to OUT (default: a new directory under /tmp); the summary is printed at the end.
 #
 # Usage: benches/limits.sh [ROUNDS (3)]
-# Environment: OUT, SETTLE (61: seconds compare.sh waits after its sync on disk), CARGO_TARGET_DIR.
+# Environment: OUT, SETTLE (61: seconds compare.sh waits after its sync on disk), CARGO_TARGET_DIR,
+# WARM_MIB (passed to compare.sh: memory touched and freed before each run; on a VM with free
+# page reporting raise /sys/module/page_reporting/parameters/min_free_ms to 60000 for the run,
+# or the warmed pages go back to the host before they are used).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
